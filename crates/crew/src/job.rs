@@ -1,0 +1,211 @@
+//! What travels through the queue: a boxed job plus its submission time, and
+//! the wrappers that give every kind of job (plain, spawned, keyed, with a
+//! deadline or a token) the same shape for the workers.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use crate::context::{CancelToken, JobContext};
+use crate::error::JobError;
+use crate::handle::Completer;
+use crate::stats::Counter;
+use crate::sync::AtomicBool;
+
+/// Identifies a keyed lane: the key's hash under the pool's hasher. Distinct
+/// keys that collide share a lane, which keeps every ordering promise and
+/// only costs parallelism with odds of 2^-64.
+pub(crate) type LaneId = u64;
+
+/// What a job's return value says about success, for the `failed` counter.
+///
+/// Implemented for `()` (always a success) and `Result` (`Err` is a failure).
+/// Fire-and-forget jobs (`submit`) must return one of these so the pool can
+/// count failures nobody else would see.
+pub trait JobOutput: Send + 'static {
+    /// True when the job failed.
+    fn is_failure(&self) -> bool;
+}
+
+impl JobOutput for () {
+    fn is_failure(&self) -> bool {
+        false
+    }
+}
+
+impl<T: Send + 'static, E: Send + 'static> JobOutput for Result<T, E> {
+    fn is_failure(&self) -> bool {
+        self.is_err()
+    }
+}
+
+/// Everything a worker hands to a job while running it.
+pub(crate) struct RunEnv<'a> {
+    /// Tripped by `shutdown_now` and by `shutdown_timeout` at its deadline.
+    pub(crate) pool_stopping: &'a AtomicBool,
+}
+
+/// How a job ended, for the stats and the panic hook.
+pub(crate) enum Outcome {
+    Counted(Counter),
+    Panicked(String),
+}
+
+/// A unit of work as the workers see it.
+pub(crate) trait Job: Send + 'static {
+    /// The lane to hand over when this job ends, for keyed jobs.
+    fn lane(&self) -> Option<LaneId> {
+        None
+    }
+
+    /// Runs the job, or skips it if it is cancelled or past its deadline.
+    fn run(self: Box<Self>, env: &RunEnv<'_>) -> Outcome;
+}
+
+/// A queued job and when it was queued (raw clock ticks, for the queue-wait
+/// histogram). 24 bytes: the queue's per-job overhead beyond the closure.
+pub(crate) struct Task {
+    pub(crate) job: Box<dyn Job>,
+    pub(crate) enqueued_at: u64,
+}
+
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    match payload.downcast::<&'static str>() {
+        Ok(message) => (*message).to_owned(),
+        Err(payload) => match payload.downcast::<String>() {
+            Ok(message) => *message,
+            Err(_) => "panic payload is not a string".to_owned(),
+        },
+    }
+}
+
+/// The cheapest job: a closure with no deadline, token, key or handle.
+pub(crate) struct Plain<F>(pub(crate) F);
+
+impl<F, R> Job for Plain<F>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: JobOutput,
+{
+    #[inline]
+    fn run(self: Box<Self>, _env: &RunEnv<'_>) -> Outcome {
+        let f = self.0;
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(output) if output.is_failure() => Outcome::Counted(Counter::Failed),
+            Ok(_) => Outcome::Counted(Counter::Completed),
+            Err(payload) => Outcome::Panicked(panic_message(payload)),
+        }
+    }
+}
+
+/// Where a managed job's result goes.
+pub(crate) trait Deliver<T>: Send + 'static {
+    /// The handle-side state, when there is a handle.
+    fn state(&self) -> Option<&crate::handle::JobState>;
+    /// Hands the result over; returns the counter it belongs in.
+    fn deliver(self, result: Result<T, JobError>) -> Counter;
+}
+
+/// Results go to a `JobHandle`.
+impl<T: Send + 'static> Deliver<T> for Completer<T> {
+    fn state(&self) -> Option<&crate::handle::JobState> {
+        Some(Completer::state(self))
+    }
+
+    fn deliver(self, result: Result<T, JobError>) -> Counter {
+        let counter = counter_for(&result, false);
+        self.complete(result);
+        counter
+    }
+}
+
+/// Fire-and-forget: nobody waits, so only the counters learn the outcome.
+pub(crate) struct Detached;
+
+impl<T: JobOutput> Deliver<T> for Detached {
+    fn state(&self) -> Option<&crate::handle::JobState> {
+        None
+    }
+
+    fn deliver(self, result: Result<T, JobError>) -> Counter {
+        counter_for(&result, result.as_ref().is_ok_and(JobOutput::is_failure))
+    }
+}
+
+fn counter_for<T>(result: &Result<T, JobError>, failed: bool) -> Counter {
+    match result {
+        Ok(_) if failed => Counter::Failed,
+        Ok(_) => Counter::Completed,
+        Err(JobError::Panicked(_)) => Counter::Panicked,
+        Err(JobError::Expired) => Counter::Expired,
+        Err(JobError::Cancelled) => Counter::Cancelled,
+        Err(JobError::Abandoned) => Counter::Abandoned,
+    }
+}
+
+/// Options a job may carry.
+#[derive(Clone, Default)]
+pub(crate) struct JobOptions {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) token: Option<CancelToken>,
+    pub(crate) lane: Option<LaneId>,
+}
+
+/// A job with options, a context, and somewhere to deliver its result.
+pub(crate) struct Managed<F, D> {
+    pub(crate) f: F,
+    pub(crate) options: JobOptions,
+    pub(crate) deliver: D,
+}
+
+impl<F, T, D> Job for Managed<F, D>
+where
+    F: FnOnce(&JobContext<'_>) -> T + Send + 'static,
+    T: Send + 'static,
+    D: Deliver<T>,
+{
+    fn lane(&self) -> Option<LaneId> {
+        self.options.lane
+    }
+
+    fn run(self: Box<Self>, env: &RunEnv<'_>) -> Outcome {
+        let Managed {
+            f,
+            options,
+            deliver,
+        } = *self;
+        if let Some(state) = deliver.state() {
+            if !state.start() {
+                // The handle already resolved itself as Cancelled.
+                return Outcome::Counted(Counter::Cancelled);
+            }
+        }
+        if options
+            .token
+            .as_ref()
+            .is_some_and(CancelToken::is_cancelled)
+        {
+            return Outcome::Counted(deliver.deliver(Err(JobError::Cancelled)));
+        }
+        if options.deadline.is_some_and(|d| Instant::now() > d) {
+            return Outcome::Counted(deliver.deliver(Err(JobError::Expired)));
+        }
+        let result = {
+            let cx = JobContext {
+                own: deliver.state(),
+                token: options.token.as_ref(),
+                pool_stopping: env.pool_stopping,
+                deadline: options.deadline,
+            };
+            catch_unwind(AssertUnwindSafe(|| f(&cx)))
+        };
+        match result {
+            Ok(value) => Outcome::Counted(deliver.deliver(Ok(value))),
+            Err(payload) => {
+                let message = panic_message(payload);
+                deliver.deliver(Err(JobError::Panicked(message.clone())));
+                Outcome::Panicked(message)
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The bounded queue: slot reservations, the job storage, and the producers
+//! waiting for space.
+//!
+//! Capacity is enforced by a reservation count rather than by the storage:
+//! a producer reserves a slot before it builds the task, so a full queue gives
+//! the caller its closure back untouched, and jobs parked behind a busy keyed
+//! lane hold a slot too, so the bound covers every job the pool holds. The
+//! storage never holds more tasks than there are reservations, so pushing
+//! into it cannot fail.
+
+use std::time::Instant;
+
+use crate::job::Task;
+use crate::sync::{lock, wait, wait_timeout, AtomicUsize, Condvar, Mutex, Ordering};
+
+/// Up to this capacity the storage is a preallocated ring; above it (and for
+/// unbounded queues) a segmented queue that grows and shrinks with use, so a
+/// huge bound costs nothing until it is used.
+const RING_MAX: usize = 1 << 16;
+
+#[cfg(not(loom))]
+enum Storage {
+    Ring(crossbeam_queue::ArrayQueue<Task>),
+    Segmented(crossbeam_queue::SegQueue<Task>),
+}
+
+#[cfg(not(loom))]
+impl Storage {
+    fn new(capacity: Option<usize>) -> Self {
+        match capacity {
+            Some(cap) if cap <= RING_MAX => Storage::Ring(crossbeam_queue::ArrayQueue::new(cap)),
+            _ => Storage::Segmented(crossbeam_queue::SegQueue::new()),
+        }
+    }
+
+    #[inline]
+    fn push(&self, task: Task) {
+        match self {
+            Storage::Ring(ring) => {
+                if ring.push(task).is_err() {
+                    unreachable!("queue storage overflow: more tasks than reservations");
+                }
+            }
+            Storage::Segmented(seg) => seg.push(task),
+        }
+    }
+
+    #[inline]
+    fn pop(&self) -> Option<Task> {
+        match self {
+            Storage::Ring(ring) => ring.pop(),
+            Storage::Segmented(seg) => seg.pop(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Storage::Ring(ring) => ring.is_empty(),
+            Storage::Segmented(seg) => seg.is_empty(),
+        }
+    }
+}
+
+// Under loom the storage is a locked deque: loom cannot see inside crossbeam's
+// lock-free queues, and the protocols modelled are the ones around the
+// storage (reservations, wake-ups, shutdown), not the storage itself.
+#[cfg(loom)]
+struct Storage(Mutex<std::collections::VecDeque<Task>>);
+
+#[cfg(loom)]
+impl Storage {
+    fn new(_capacity: Option<usize>) -> Self {
+        Storage(Mutex::new(std::collections::VecDeque::new()))
+    }
+    fn push(&self, task: Task) {
+        lock(&self.0).push_back(task);
+    }
+    fn pop(&self) -> Option<Task> {
+        lock(&self.0).pop_front()
+    }
+    fn is_empty(&self) -> bool {
+        lock(&self.0).is_empty()
+    }
+}
+
+/// Producers blocked on a full queue.
+struct SpaceWaiters {
+    count: AtomicUsize,
+    lock: Mutex<()>,
+    condvar: Condvar,
+}
+
+pub(crate) struct Queue {
+    storage: Storage,
+    /// Jobs accepted and not yet taken by a worker (in storage, parked in a
+    /// lane, or being pushed right now).
+    reserved: AtomicUsize,
+    capacity: usize,
+    bounded: bool,
+    space: SpaceWaiters,
+}
+
+impl Queue {
+    pub(crate) fn new(capacity: Option<usize>) -> Self {
+        Queue {
+            storage: Storage::new(capacity),
+            reserved: AtomicUsize::new(0),
+            capacity: capacity.unwrap_or(usize::MAX),
+            bounded: capacity.is_some(),
+            space: SpaceWaiters {
+                count: AtomicUsize::new(0),
+                lock: Mutex::new(()),
+                condvar: Condvar::new(),
+            },
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        self.bounded.then_some(self.capacity)
+    }
+
+    /// Jobs accepted and not yet started.
+    pub(crate) fn reserved(&self) -> usize {
+        self.reserved.load(Ordering::SeqCst)
+    }
+
+    /// Reserves up to `want` slots without blocking; returns how many it got.
+    #[inline]
+    pub(crate) fn try_reserve(&self, want: usize) -> usize {
+        if !self.bounded {
+            self.reserved.fetch_add(want, Ordering::SeqCst);
+            return want;
+        }
+        let mut current = self.reserved.load(Ordering::Relaxed);
+        loop {
+            let got = want.min(self.capacity.saturating_sub(current));
+            if got == 0 {
+                return 0;
+            }
+            match self.reserved.compare_exchange_weak(
+                current,
+                current + got,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return got,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Reserves at least one and up to `want` slots, waiting for space until
+    /// `deadline` (forever when `None`). Returns 0 on timeout, or when
+    /// `give_up` turns true (the pool closed) while waiting.
+    pub(crate) fn reserve_blocking(
+        &self,
+        want: usize,
+        deadline: Option<Instant>,
+        give_up: impl Fn() -> bool,
+    ) -> usize {
+        let got = self.try_reserve(want);
+        if got > 0 {
+            return got;
+        }
+        let mut guard = lock(&self.space.lock);
+        // Registered before the re-check: a worker that frees a slot after the
+        // re-check sees the count and notifies under the lock, which it can
+        // only take once this thread is waiting (no lost wake-up).
+        self.space.count.fetch_add(1, Ordering::SeqCst);
+        let got = loop {
+            let got = self.try_reserve(want);
+            if got > 0 || give_up() {
+                break got;
+            }
+            guard = match deadline {
+                None => wait(&self.space.condvar, guard),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break 0;
+                    }
+                    wait_timeout(&self.space.condvar, guard, deadline - now)
+                }
+            };
+        };
+        self.space.count.fetch_sub(1, Ordering::SeqCst);
+        drop(guard);
+        got
+    }
+
+    /// Gives back `n` reservations that will not be used (the pool closed
+    /// between reserving and pushing).
+    pub(crate) fn unreserve(&self, n: usize) {
+        self.release(n);
+    }
+
+    /// Stores a task whose slot is already reserved.
+    #[inline]
+    pub(crate) fn push(&self, task: Task) {
+        self.storage.push(task);
+    }
+
+    /// Takes a task and frees its slot.
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<Task> {
+        let task = self.storage.pop()?;
+        self.release(1);
+        Some(task)
+    }
+
+    /// True when no task is in storage (lanes may still hold parked jobs).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.storage.is_empty()
+    }
+
+    #[inline]
+    fn release(&self, n: usize) {
+        self.reserved.fetch_sub(n, Ordering::SeqCst);
+        if self.space.count.load(Ordering::SeqCst) > 0 {
+            let _guard = lock(&self.space.lock);
+            if n == 1 {
+                self.space.condvar.notify_one();
+            } else {
+                self.space.condvar.notify_all();
+            }
+        }
+    }
+
+    /// Wakes every blocked producer so it can see that the pool closed.
+    pub(crate) fn wake_all_producers(&self) {
+        let _guard = lock(&self.space.lock);
+        self.space.condvar.notify_all();
+    }
+}

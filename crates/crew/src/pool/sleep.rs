@@ -1,0 +1,236 @@
+//! Idle workers: spinning, parking, and who gets woken.
+//!
+//! The rule that keeps a pool of 40 workers fast on 2 cores: a producer wakes
+//! a sleeping worker only when no worker is already spinning (looking for
+//! work). A spinner that finds a job wakes one more sleeper only if the queue
+//! still has jobs behind it, so wake-ups grow with the backlog and a trickle
+//! of tiny jobs costs no futex calls at all. Waking and sleeping are the only
+//! places that take a lock.
+//!
+//! No lost wake-up: a worker registers as a sleeper (one `SeqCst` update of
+//! `counts`) and then re-checks the queue before it parks; a producer pushes
+//! and then reads `counts` (`SeqCst`). One of them must see the other.
+
+use std::time::Duration;
+
+use crate::sync::{lock, wait, wait_timeout, Arc, AtomicUsize, Condvar, Mutex, Ordering};
+
+/// `counts` holds sleepers above this bit and spinners below it.
+const SLEEPER: usize = 1 << 20;
+const SPINNER_MASK: usize = SLEEPER - 1;
+
+const EMPTY: u8 = 0;
+/// Woken to look for work: counted as a spinner by the waker.
+const NOTIFIED_SEARCH: u8 = 1;
+/// Woken to re-check the pool's state (resume, resize, shutdown).
+const NOTIFIED_CHECK: u8 = 2;
+
+/// How a sleeping worker came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wakeup {
+    /// Woken as a spinner: it must call `stop_spinning` once it found work or
+    /// gave up.
+    Searching,
+    /// Woken to re-check the pool's state; not a spinner.
+    Check,
+    /// Never slept: the re-check before parking found a reason to stay up.
+    Recheck,
+    /// The keep-alive ran out with no wake-up.
+    TimedOut,
+}
+
+/// One worker's bed.
+pub(crate) struct Parker {
+    state: Mutex<u8>,
+    condvar: Condvar,
+}
+
+impl Parker {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Parker {
+            state: Mutex::new(EMPTY),
+            condvar: Condvar::new(),
+        })
+    }
+
+    /// Waits for a notification; `None` when `timeout` passed first.
+    fn park(&self, timeout: Option<Duration>) -> Option<u8> {
+        let mut state = lock(&self.state);
+        let start = std::time::Instant::now();
+        while *state == EMPTY {
+            state = match timeout {
+                None => wait(&self.condvar, state),
+                Some(timeout) => {
+                    let elapsed = start.elapsed();
+                    if elapsed >= timeout {
+                        return None;
+                    }
+                    wait_timeout(&self.condvar, state, timeout - elapsed)
+                }
+            };
+        }
+        Some(std::mem::replace(&mut *state, EMPTY))
+    }
+
+    fn unpark(&self, kind: u8) {
+        let mut state = lock(&self.state);
+        // A search request outranks a plain check: the waker already counted
+        // this worker as a spinner.
+        if *state != NOTIFIED_SEARCH {
+            *state = kind;
+        }
+        drop(state);
+        self.condvar.notify_one();
+    }
+}
+
+pub(crate) struct Sleepers {
+    counts: AtomicUsize,
+    idle: Mutex<Vec<Arc<Parker>>>,
+    max_spinning: usize,
+}
+
+impl Sleepers {
+    pub(crate) fn new(max_spinning: usize) -> Self {
+        Sleepers {
+            counts: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::new()),
+            max_spinning: max_spinning.max(1),
+        }
+    }
+
+    /// Number of parked workers.
+    pub(crate) fn sleeping(&self) -> usize {
+        self.counts.load(Ordering::SeqCst) / SLEEPER
+    }
+
+    /// Called by a producer after pushing work. Returns false when nobody is
+    /// spinning and nobody could be woken (the caller may start a worker).
+    #[inline]
+    pub(crate) fn notify_work(&self) -> bool {
+        let counts = self.counts.load(Ordering::SeqCst);
+        if counts & SPINNER_MASK != 0 {
+            return true;
+        }
+        if counts < SLEEPER {
+            return false;
+        }
+        self.wake_one();
+        true
+    }
+
+    /// Wakes one sleeper as a spinner. Returns false if none was asleep.
+    pub(crate) fn wake_one(&self) -> bool {
+        let parker = {
+            let mut idle = lock(&self.idle);
+            let Some(parker) = idle.pop() else {
+                return false;
+            };
+            // One fewer sleeper, one more spinner, in one step so producers
+            // never see the gap and wake a second worker for the same job.
+            self.counts.fetch_sub(SLEEPER - 1, Ordering::SeqCst);
+            parker
+        };
+        parker.unpark(NOTIFIED_SEARCH);
+        true
+    }
+
+    /// Wakes every sleeper to re-check the pool's state.
+    pub(crate) fn wake_all(&self) {
+        let parkers = std::mem::take(&mut *lock(&self.idle));
+        if parkers.is_empty() {
+            return;
+        }
+        self.counts
+            .fetch_sub(SLEEPER * parkers.len(), Ordering::SeqCst);
+        for parker in parkers {
+            parker.unpark(NOTIFIED_CHECK);
+        }
+    }
+
+    /// Becomes a spinner unless enough workers already spin.
+    pub(crate) fn try_start_spinning(&self) -> bool {
+        let mut counts = self.counts.load(Ordering::Relaxed);
+        loop {
+            if counts & SPINNER_MASK >= self.max_spinning {
+                return false;
+            }
+            match self.counts.compare_exchange_weak(
+                counts,
+                counts + 1,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => counts = actual,
+            }
+        }
+    }
+
+    /// Stops spinning. Returns true if this was the last spinner.
+    pub(crate) fn stop_spinning(&self) -> bool {
+        self.counts.fetch_sub(1, Ordering::SeqCst) & SPINNER_MASK == 1
+    }
+
+    /// Parks the calling worker until woken or until `timeout`.
+    ///
+    /// `stay_awake` is evaluated after the worker is registered as a sleeper:
+    /// if it says there is a reason to stay up (work arrived, the pool's state
+    /// changed), the worker unregisters and returns `Recheck` without parking.
+    pub(crate) fn sleep(
+        &self,
+        parker: &Arc<Parker>,
+        timeout: Option<Duration>,
+        stay_awake: impl Fn() -> bool,
+    ) -> Wakeup {
+        {
+            let mut idle = lock(&self.idle);
+            idle.push(parker.clone());
+            self.counts.fetch_add(SLEEPER, Ordering::SeqCst);
+        }
+        if stay_awake() {
+            return match self.unregister(parker) {
+                true => Wakeup::Recheck,
+                false => self.consume_notification(parker),
+            };
+        }
+        match parker.park(timeout) {
+            Some(kind) => kind_to_wakeup(kind),
+            None => match self.unregister(parker) {
+                true => Wakeup::TimedOut,
+                // Woken at the same moment the timeout ran out: the waker has
+                // already counted on this worker, so honour the wake-up.
+                false => self.consume_notification(parker),
+            },
+        }
+    }
+
+    /// Removes `parker` from the idle list; false if a waker took it first.
+    fn unregister(&self, parker: &Arc<Parker>) -> bool {
+        let mut idle = lock(&self.idle);
+        match idle.iter().position(|p| Arc::ptr_eq(p, parker)) {
+            Some(index) => {
+                idle.swap_remove(index);
+                self.counts.fetch_sub(SLEEPER, Ordering::SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A waker popped this worker from the idle list; its notification is
+    /// on the way (or here). Take it so the next park does not return early.
+    fn consume_notification(&self, parker: &Arc<Parker>) -> Wakeup {
+        match parker.park(None) {
+            Some(kind) => kind_to_wakeup(kind),
+            None => unreachable!("park without timeout returned no notification"),
+        }
+    }
+}
+
+fn kind_to_wakeup(kind: u8) -> Wakeup {
+    match kind {
+        NOTIFIED_SEARCH => Wakeup::Searching,
+        _ => Wakeup::Check,
+    }
+}

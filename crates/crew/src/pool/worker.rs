@@ -1,0 +1,247 @@
+//! The worker loop: take a job, run it, record it; spin briefly when the
+//! queue is empty; sleep when there is nothing to do; leave when the pool
+//! shrinks, reaps idle workers, or has drained after a shutdown.
+
+use crate::job::{Outcome, RunEnv, Task};
+use crate::stats::{Counter, WorkerStats};
+use crate::sync::{Arc, Ordering};
+
+use super::shared::{Shared, CLOSED, DISCARD, PAUSED};
+use super::sleep::{Parker, Wakeup};
+
+/// Rounds of busy-waiting before a worker with no work parks. Each round
+/// is a few dozen cycles; the last rounds yield the CPU instead, so a spinner
+/// on a machine with fewer cores than threads gives way to the producer.
+const SPIN_ROUNDS: u32 = 64;
+const YIELD_ROUNDS: u32 = 8;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// The pool the current thread works for, so that a job which shuts its
+    /// own pool down is not waited for by that very shutdown.
+    static CURRENT_POOL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// True when the calling thread is one of `shared`'s workers.
+pub(crate) fn on_worker_of(shared: &Shared) -> bool {
+    #[cfg(not(loom))]
+    {
+        CURRENT_POOL.with(|pool| pool.get() == shared as *const Shared as usize)
+    }
+    #[cfg(loom)]
+    {
+        let _ = shared;
+        false
+    }
+}
+
+pub(crate) fn run(shared: Arc<Shared>, id: usize, stats: Arc<WorkerStats>) {
+    #[cfg(not(loom))]
+    CURRENT_POOL.with(|pool| pool.set(&*shared as *const Shared as usize));
+    let mut worker = Worker {
+        parker: Parker::new(),
+        spinning: false,
+        shared: &shared,
+        stats: &stats,
+    };
+    let departure = worker.work();
+    if worker.spinning {
+        shared.sleepers.stop_spinning();
+    }
+    shared.worker_exited(id, departure == Departure::Drained);
+}
+
+/// Why a worker left.
+#[derive(PartialEq, Eq)]
+enum Departure {
+    /// It claimed an excess slot (shrink or reap) and already took itself
+    /// off the live count.
+    Counted,
+    /// The pool drained after a shutdown.
+    Drained,
+}
+
+struct Worker<'a> {
+    shared: &'a Arc<Shared>,
+    stats: &'a WorkerStats,
+    parker: Arc<Parker>,
+    /// Counted as a spinner in the sleepers' counts.
+    spinning: bool,
+}
+
+impl Worker<'_> {
+    /// Runs until the worker leaves; says whether it already took itself off
+    /// the live count.
+    fn work(&mut self) -> Departure {
+        let shared = self.shared;
+        loop {
+            let state = shared.state();
+            if state & DISCARD != 0 {
+                while let Some(task) = shared.queue.pop() {
+                    shared.discard(task);
+                }
+            } else if state & PAUSED == 0 {
+                if let Some(task) = shared.queue.pop() {
+                    self.found_work();
+                    self.run_task(task);
+                    continue;
+                }
+            }
+            if self.should_retire() {
+                return Departure::Counted;
+            }
+            if state & CLOSED != 0 && shared.queue.reserved() == 0 {
+                // Drained. Wake the others so they see it too.
+                shared.sleepers.wake_all();
+                return Departure::Drained;
+            }
+            // Empty-handed: a watcher in `wait_idle` may be waiting for this.
+            shared.notify_watchers();
+            if state & PAUSED == 0 && self.spin_for_work() {
+                continue;
+            }
+            if self.spinning {
+                self.spinning = false;
+                shared.sleepers.stop_spinning();
+            }
+            match self.sleep(state) {
+                Wakeup::Searching => self.spinning = true,
+                Wakeup::Check | Wakeup::Recheck => {}
+                Wakeup::TimedOut => {
+                    if self.try_reap() {
+                        return Departure::Counted;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Spins for a while watching the queue. True when work showed up.
+    fn spin_for_work(&mut self) -> bool {
+        let shared = self.shared;
+        if !self.spinning {
+            self.spinning = shared.sleepers.try_start_spinning();
+            if !self.spinning {
+                return false;
+            }
+        }
+        for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
+            if !shared.queue.is_empty() || shared.state() & (CLOSED | PAUSED | DISCARD) != 0 {
+                return true;
+            }
+            if round < SPIN_ROUNDS {
+                for _ in 0..(1 << (round / 16).min(4)) * 8 {
+                    std::hint::spin_loop();
+                }
+            } else {
+                crate::sync::thread::yield_now();
+            }
+        }
+        false
+    }
+
+    /// Called after taking a job. A spinner that finds work stops spinning;
+    /// if it was the last one and more work is queued, it wakes another
+    /// worker to take over the search, so wake-ups follow the backlog.
+    #[inline]
+    fn found_work(&mut self) {
+        if self.spinning {
+            self.spinning = false;
+            let shared = self.shared;
+            if shared.sleepers.stop_spinning() && !shared.queue.is_empty() {
+                shared.sleepers.wake_one();
+            }
+        }
+    }
+
+    fn sleep(&self, seen: usize) -> Wakeup {
+        let shared = self.shared;
+        let reapable =
+            shared.live_workers.load(Ordering::SeqCst) > shared.min_workers.load(Ordering::SeqCst);
+        let timeout = reapable.then_some(shared.config.keep_alive);
+        shared.sleepers.sleep(&self.parker, timeout, || {
+            let state = shared.state();
+            state != seen
+                || (state & PAUSED == 0 && !shared.queue.is_empty())
+                || (state & CLOSED != 0 && shared.queue.reserved() == 0)
+                || shared.live_workers.load(Ordering::SeqCst)
+                    > shared.target_workers.load(Ordering::SeqCst)
+        })
+    }
+
+    /// Leaves if the pool has more workers than its target (after `resize`).
+    fn should_retire(&self) -> bool {
+        self.leave_if(|live| live > self.shared.target_workers.load(Ordering::SeqCst))
+    }
+
+    /// Leaves after an idle keep-alive if the pool is above its minimum.
+    fn try_reap(&self) -> bool {
+        let shared = self.shared;
+        self.leave_if(|live| {
+            live > shared
+                .min_workers
+                .load(Ordering::SeqCst)
+                .min(shared.target_workers.load(Ordering::SeqCst))
+        })
+    }
+
+    /// Claims a departure by taking this worker off the live count, so two
+    /// idle workers can never both leave for the same excess slot.
+    fn leave_if(&self, excess: impl Fn(usize) -> bool) -> bool {
+        let live = &self.shared.live_workers;
+        let mut current = live.load(Ordering::SeqCst);
+        while excess(current) {
+            match live.compare_exchange(current, current - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+        false
+    }
+
+    fn run_task(&self, task: Task) {
+        let shared = self.shared;
+        let stats = self.stats;
+        let Task { job, enqueued_at } = task;
+        let lane = job.lane();
+        let started = shared.clock.now();
+        stats
+            .queue_wait
+            .record(shared.clock.nanos_between(enqueued_at, started));
+        stats.set_busy(true);
+        let env = RunEnv {
+            pool_stopping: &shared.stopping,
+        };
+        let outcome = job.run(&env);
+        stats.set_busy(false);
+        match outcome {
+            Outcome::Counted(counter) => {
+                if matches!(counter, Counter::Completed | Counter::Failed) {
+                    let ended = shared.clock.now();
+                    stats
+                        .run_time
+                        .record(shared.clock.nanos_between(started, ended));
+                }
+                stats.count(counter);
+            }
+            Outcome::Panicked(message) => {
+                let ended = shared.clock.now();
+                stats
+                    .run_time
+                    .record(shared.clock.nanos_between(started, ended));
+                stats.count(Counter::Panicked);
+                if let Some(hook) = &shared.config.on_panic {
+                    // A panicking hook must not take the worker down either.
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&message)));
+                }
+            }
+        }
+        if let Some(lane) = lane {
+            if let Some(next) = shared.lanes.finish(lane) {
+                shared.queue.push(next);
+                shared.notify_work();
+            }
+        }
+    }
+}
