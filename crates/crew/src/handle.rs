@@ -6,7 +6,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::JobError;
-use crate::sync::{lock, Arc, AtomicU8, Mutex, Ordering};
+use crate::sync::{lock, thread, Arc, AtomicU8, Mutex, Ordering};
 
 const STARTED: u8 = 1;
 const CANCEL_REQUESTED: u8 = 2;
@@ -172,7 +172,7 @@ impl<T> JobHandle<T> {
     }
 
     fn join_until(self, deadline: Option<Instant>) -> Result<Result<T, JobError>, Self> {
-        let waker = Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())));
+        let waker = Waker::from(std::sync::Arc::new(ThreadWaker(thread::current())));
         loop {
             {
                 let mut slot = lock(&self.completion.slot);
@@ -183,14 +183,14 @@ impl<T> JobHandle<T> {
                 slot.waker = Some(waker.clone());
             }
             match deadline {
-                None => std::thread::park(),
+                None => thread::park(),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         lock(&self.completion.slot).waker = None;
                         return Err(self);
                     }
-                    std::thread::park_timeout(deadline - now);
+                    park_timeout(deadline - now);
                 }
             }
         }
@@ -227,8 +227,19 @@ impl<T> std::fmt::Debug for JobHandle<T> {
     }
 }
 
+#[cfg(not(loom))]
+fn park_timeout(timeout: Duration) {
+    thread::park_timeout(timeout);
+}
+
+// loom has no time; a timed join is an untimed one there.
+#[cfg(loom)]
+fn park_timeout(_timeout: Duration) {
+    thread::park();
+}
+
 /// Wakes a thread blocked in `join`.
-struct ThreadWaker(std::thread::Thread);
+struct ThreadWaker(thread::Thread);
 
 impl Wake for ThreadWaker {
     fn wake(self: std::sync::Arc<Self>) {

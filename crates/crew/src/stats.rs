@@ -8,7 +8,13 @@
 
 use std::time::Duration;
 
-use crate::sync::{AtomicU64, Ordering};
+// Counters and histograms are single-writer cells outside every protocol, so
+// they stay plain atomics even under loom (modelling them would only multiply
+// interleavings). `busy` takes part in `wait_idle`'s protocol, so it is
+// loom-visible.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sync::AtomicBool;
 
 /// Sub-bucket bits per power of two: 8 buckets per octave, so a bucket's upper
 /// bound overstates a value by at most 12.5%.
@@ -102,8 +108,8 @@ pub(crate) struct WorkerStats {
     pub(crate) expired: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) abandoned: AtomicU64,
-    /// 1 while the worker runs a job.
-    pub(crate) busy: AtomicU64,
+    /// True while the worker runs a job.
+    pub(crate) busy: AtomicBool,
     pub(crate) queue_wait: LocalHistogram,
     pub(crate) run_time: LocalHistogram,
 }
@@ -128,7 +134,7 @@ impl WorkerStats {
             expired: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
-            busy: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
             queue_wait: LocalHistogram::new(),
             run_time: LocalHistogram::new(),
         }
@@ -152,11 +158,11 @@ impl WorkerStats {
 
     #[inline]
     pub(crate) fn set_busy(&self, busy: bool) {
-        self.busy.store(busy as u64, Ordering::SeqCst);
+        self.busy.store(busy, crate::sync::Ordering::Relaxed);
     }
 
     pub(crate) fn is_busy(&self) -> bool {
-        self.busy.load(Ordering::SeqCst) != 0
+        self.busy.load(crate::sync::Ordering::SeqCst)
     }
 
     /// Adds this worker's counters and histograms into `stats`.

@@ -208,6 +208,20 @@ impl Queue {
         Some(task)
     }
 
+    /// Takes a task but keeps its slot until [`release_taken`](Self::release_taken):
+    /// a worker marks itself busy in between, so nobody can see the job
+    /// neither queued nor running (`wait_idle` would return too early).
+    #[inline]
+    pub(crate) fn take(&self) -> Option<Task> {
+        self.storage.pop()
+    }
+
+    /// Frees the slot of a task obtained with [`take`](Self::take).
+    #[inline]
+    pub(crate) fn release_taken(&self) {
+        self.release(1);
+    }
+
     /// True when no task is in storage (lanes may still hold parked jobs).
     pub(crate) fn is_empty(&self) -> bool {
         self.storage.is_empty()

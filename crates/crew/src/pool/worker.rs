@@ -81,7 +81,9 @@ impl Worker<'_> {
                     shared.discard(task);
                 }
             } else if state & PAUSED == 0 {
-                if let Some(task) = shared.queue.pop() {
+                if let Some(task) = shared.queue.take() {
+                    self.stats.set_busy(true);
+                    shared.queue.release_taken();
                     self.found_work();
                     self.run_task(task);
                     continue;
@@ -208,7 +210,6 @@ impl Worker<'_> {
         stats
             .queue_wait
             .record(shared.clock.nanos_between(enqueued_at, started));
-        stats.set_busy(true);
         let env = RunEnv {
             pool_stopping: &shared.stopping,
         };
