@@ -8,9 +8,15 @@ pub(crate) use loom::sync::atomic::{
     fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 #[cfg(loom)]
-pub(crate) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
+// `std`'s `Arc` even under loom: the pool takes `self: &Arc<Self>` and
+// coerces `Arc<impl Fn>` to `Arc<dyn Fn>`, neither of which stable Rust
+// allows for loom's `Arc`. Reference counts are not part of the protocols
+// modelled; every lock, condvar, atomic and thread they use is loom's.
 #[cfg(loom)]
 pub(crate) use loom::thread;
+#[cfg(loom)]
+pub(crate) use std::sync::Arc;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};

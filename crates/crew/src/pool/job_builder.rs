@@ -8,7 +8,7 @@ use super::Pool;
 use crate::context::{CancelToken, JobContext};
 use crate::error::SubmitError;
 use crate::handle::{Completer, Completion, JobHandle};
-use crate::job::{Detached, Job, JobOptions, JobOutput, Managed};
+use crate::job::{job_box, Detached, JobOptions, JobOutput, Managed};
 
 /// Builds one job with options; made by [`Pool::job`].
 ///
@@ -122,12 +122,7 @@ impl<'p> JobBuilder<'p> {
         let options = self.options;
         let lane = options.lane;
         self.pool.shared().submit(job, wait, move |job| {
-            let managed = Managed {
-                f: adapt(job),
-                options,
-                deliver: Detached,
-            };
-            (Box::new(managed) as Box<dyn Job>, lane)
+            (job_box(Managed::new(adapt(job), options, Detached)), lane)
         })
     }
 
@@ -145,12 +140,8 @@ impl<'p> JobBuilder<'p> {
         let completion = Completion::new();
         let for_job = completion.clone();
         self.pool.shared().submit(job, Wait::Forever, move |job| {
-            let managed = Managed {
-                f: adapt(job),
-                options,
-                deliver: Completer::new(for_job),
-            };
-            (Box::new(managed) as Box<dyn Job>, lane)
+            let deliver = Completer::new(for_job);
+            (job_box(Managed::new(adapt(job), options, deliver)), lane)
         })?;
         Ok(JobHandle::new(completion))
     }

@@ -19,7 +19,7 @@ pub use shutdown::ShutdownReport;
 use crate::context::JobContext;
 use crate::error::SubmitError;
 use crate::handle::JobHandle;
-use crate::job::{Job, JobOutput, Plain};
+use crate::job::{job_box, JobOutput, Plain};
 use crate::stats::Stats;
 use crate::sync::{Arc, Ordering};
 use shared::{Shared, Wait, PAUSED};
@@ -132,7 +132,7 @@ impl Pool {
         R: JobOutput,
     {
         self.shared()
-            .submit(job, wait, |f| (Box::new(Plain(f)) as Box<dyn Job>, None))
+            .submit(job, wait, |f| (job_box(Plain(Some(f))), None))
     }
 
     /// Queues many fire-and-forget jobs, reserving queue slots in bulk and
@@ -152,7 +152,7 @@ impl Pool {
         R: JobOutput,
     {
         self.shared()
-            .submit_batch(jobs, |f| Box::new(Plain(f)) as Box<dyn Job>)
+            .submit_batch(jobs, |f| job_box(Plain(Some(f))))
     }
 
     /// Queues a job and returns a handle to its result, waiting while the

@@ -16,6 +16,7 @@ use crate::sync::{lock, wait, wait_timeout, AtomicUsize, Condvar, Mutex, Orderin
 /// Up to this capacity the storage is a preallocated ring; above it (and for
 /// unbounded queues) a segmented queue that grows and shrinks with use, so a
 /// huge bound costs nothing until it is used.
+#[cfg(not(loom))]
 const RING_MAX: usize = 1 << 16;
 
 #[cfg(not(loom))]
@@ -96,6 +97,10 @@ pub(crate) struct Queue {
     /// lane, or being pushed right now).
     reserved: AtomicUsize,
     capacity: usize,
+    /// Blocked producers are woken once the queue drains to this level, not
+    /// on every freed slot: a producer woken per slot would sleep and wake
+    /// once per job (a futex round trip each) instead of refilling in bulk.
+    low_water: usize,
     bounded: bool,
     space: SpaceWaiters,
 }
@@ -106,6 +111,7 @@ impl Queue {
             storage: Storage::new(capacity),
             reserved: AtomicUsize::new(0),
             capacity: capacity.unwrap_or(usize::MAX),
+            low_water: capacity.map_or(usize::MAX, |cap| cap - (cap / 4).max(1)),
             bounded: capacity.is_some(),
             space: SpaceWaiters {
                 count: AtomicUsize::new(0),
@@ -163,29 +169,30 @@ impl Queue {
             return got;
         }
         let mut guard = lock(&self.space.lock);
-        // Registered before the re-check: a worker that frees a slot after the
-        // re-check sees the count and notifies under the lock, which it can
-        // only take once this thread is waiting (no lost wake-up).
-        self.space.count.fetch_add(1, Ordering::SeqCst);
-        let got = loop {
+        loop {
+            // Registered before the re-check: a worker that frees a slot after
+            // the re-check sees the count and notifies under the lock, which
+            // it can only take once this thread is waiting (no lost wake-up).
+            // The notifier resets the count, so each waiter registers again
+            // on every round; a waiter that leaves without being woken leaves
+            // its mark behind, which costs one spurious notify later, never a
+            // missed one.
+            self.space.count.fetch_add(1, Ordering::SeqCst);
             let got = self.try_reserve(want);
             if got > 0 || give_up() {
-                break got;
+                return got;
             }
             guard = match deadline {
                 None => wait(&self.space.condvar, guard),
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
-                        break 0;
+                        return 0;
                     }
                     wait_timeout(&self.space.condvar, guard, deadline - now)
                 }
             };
-        };
-        self.space.count.fetch_sub(1, Ordering::SeqCst);
-        drop(guard);
-        got
+        }
     }
 
     /// Gives back `n` reservations that will not be used (the pool closed
@@ -229,20 +236,21 @@ impl Queue {
 
     #[inline]
     fn release(&self, n: usize) {
-        self.reserved.fetch_sub(n, Ordering::SeqCst);
-        if self.space.count.load(Ordering::SeqCst) > 0 {
-            let _guard = lock(&self.space.lock);
-            if n == 1 {
-                self.space.condvar.notify_one();
-            } else {
-                self.space.condvar.notify_all();
-            }
+        let left = self.reserved.fetch_sub(n, Ordering::SeqCst) - n;
+        // Producers only wait when the queue is full, so one that registered
+        // before this release is woken at the latest when the level crosses
+        // `low_water`; one that registers after it re-checks and finds room.
+        if left <= self.low_water && self.space.count.load(Ordering::SeqCst) > 0 {
+            self.wake_all_producers();
         }
     }
 
     /// Wakes every blocked producer so it can see that the pool closed.
     pub(crate) fn wake_all_producers(&self) {
         let _guard = lock(&self.space.lock);
+        // Everyone woken re-registers if it has to wait again; until then no
+        // other release needs to pay for a notify.
+        self.space.count.store(0, Ordering::SeqCst);
         self.space.condvar.notify_all();
     }
 }

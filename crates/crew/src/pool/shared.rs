@@ -12,7 +12,7 @@ use super::sleep::Sleepers;
 use super::worker;
 use crate::clock::Clock;
 use crate::error::SubmitError;
-use crate::job::{Job, LaneId, Task};
+use crate::job::{JobBox, LaneId, Task};
 use crate::stats::{Stats, WorkerStats};
 use crate::sync::{
     fence, lock, thread, wait, wait_timeout, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar,
@@ -141,7 +141,7 @@ impl Shared {
         self: &Arc<Self>,
         job: J,
         wait: Wait,
-        build: impl FnOnce(J) -> (Box<dyn Job>, Option<LaneId>),
+        build: impl FnOnce(J) -> (JobBox, Option<LaneId>),
     ) -> Result<(), SubmitError<J>> {
         if let Err(reason) = self.reserve(1, wait) {
             self.rejected.fetch_add(1, Ordering::Relaxed);
@@ -159,7 +159,7 @@ impl Shared {
     pub(crate) fn submit_batch<J>(
         self: &Arc<Self>,
         jobs: impl IntoIterator<Item = J>,
-        build: impl Fn(J) -> Box<dyn Job>,
+        build: impl Fn(J) -> JobBox,
     ) -> Result<usize, SubmitError<Vec<J>>> {
         let mut jobs = jobs.into_iter().peekable();
         let mut accepted = 0;
@@ -236,7 +236,7 @@ impl Shared {
 
     /// Queues a task whose slot is reserved: through its lane if keyed.
     #[inline]
-    pub(crate) fn enqueue_reserved(self: &Arc<Self>, job: Box<dyn Job>, lane: Option<LaneId>) {
+    pub(crate) fn enqueue_reserved(self: &Arc<Self>, job: JobBox, lane: Option<LaneId>) {
         let task = Task {
             job,
             enqueued_at: self.clock.now(),

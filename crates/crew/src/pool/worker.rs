@@ -9,12 +9,6 @@ use crate::sync::{Arc, Ordering};
 use super::shared::{Shared, CLOSED, DISCARD, PAUSED};
 use super::sleep::{Parker, Wakeup};
 
-/// Rounds of busy-waiting before a worker with no work parks. Each round
-/// is a few dozen cycles; the last rounds yield the CPU instead, so a spinner
-/// on a machine with fewer cores than threads gives way to the producer.
-const SPIN_ROUNDS: u32 = 64;
-const YIELD_ROUNDS: u32 = 8;
-
 #[cfg(not(loom))]
 std::thread_local! {
     /// The pool the current thread works for, so that a job which shuts its
@@ -41,6 +35,7 @@ pub(crate) fn run(shared: Arc<Shared>, id: usize, stats: Arc<WorkerStats>) {
     let mut worker = Worker {
         parker: Parker::new(),
         spinning: false,
+        last_end: None,
         shared: &shared,
         stats: &stats,
     };
@@ -67,6 +62,10 @@ struct Worker<'a> {
     parker: Arc<Parker>,
     /// Counted as a spinner in the sleepers' counts.
     spinning: bool,
+    /// When the previous job ended, if this worker went straight on to the
+    /// next one: that reading doubles as the next job's start, saving a
+    /// clock read per job under load.
+    last_end: Option<u64>,
 }
 
 impl Worker<'_> {
@@ -99,6 +98,7 @@ impl Worker<'_> {
             }
             // Empty-handed: a watcher in `wait_idle` may be waiting for this.
             shared.notify_watchers();
+            self.last_end = None;
             if state & PAUSED == 0 && self.spin_for_work() {
                 continue;
             }
@@ -120,6 +120,11 @@ impl Worker<'_> {
 
     /// Spins for a while watching the queue. True when work showed up.
     fn spin_for_work(&mut self) -> bool {
+        // loom explores every iteration of a spin loop as a new schedule;
+        // parking is the protocol worth modelling.
+        if cfg!(loom) {
+            return false;
+        }
         let shared = self.shared;
         if !self.spinning {
             self.spinning = shared.sleepers.try_start_spinning();
@@ -127,17 +132,15 @@ impl Worker<'_> {
                 return false;
             }
         }
-        for round in 0..SPIN_ROUNDS + YIELD_ROUNDS {
+        // crossbeam's backoff: a few exponentially longer spins, then yields
+        // (so a spinner on a machine with fewer cores than threads gives way
+        // to the producer), a few microseconds in all before parking.
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
             if !shared.queue.is_empty() || shared.state() & (CLOSED | PAUSED | DISCARD) != 0 {
                 return true;
             }
-            if round < SPIN_ROUNDS {
-                for _ in 0..(1 << (round / 16).min(4)) * 8 {
-                    std::hint::spin_loop();
-                }
-            } else {
-                crate::sync::thread::yield_now();
-            }
+            backoff.snooze();
         }
         false
     }
@@ -201,12 +204,15 @@ impl Worker<'_> {
         false
     }
 
-    fn run_task(&self, task: Task) {
+    fn run_task(&mut self, task: Task) {
         let shared = self.shared;
         let stats = self.stats;
-        let Task { job, enqueued_at } = task;
+        let Task {
+            mut job,
+            enqueued_at,
+        } = task;
         let lane = job.lane();
-        let started = shared.clock.now();
+        let started = self.last_end.take().unwrap_or_else(|| shared.clock.now());
         stats
             .queue_wait
             .record(shared.clock.nanos_between(enqueued_at, started));

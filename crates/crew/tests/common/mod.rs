@@ -1,0 +1,204 @@
+//! Helpers shared by the integration tests: a hang guard, a bounded polling
+//! loop, a gate that holds jobs until the test opens it, a tiny `block_on`,
+//! a seeded random generator, and a panic hook that keeps intentional panics
+//! out of the test output.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, Once};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a test body may run before it is declared hung. Generous on
+/// purpose: it only turns a deadlock into a failure, it is not a time bound.
+pub const GUARD: Duration = Duration::from_secs(60);
+
+/// Runs `body` on its own thread and waits at most [`GUARD`] for it. A body
+/// that hangs fails the test with `what` in the message instead of hanging
+/// CI; a body that panics fails the test with its own panic.
+#[track_caller]
+pub fn guard<T: Send + 'static>(what: &str, body: impl FnOnce() -> T + Send + 'static) -> T {
+    guard_for(what, GUARD, body)
+}
+
+/// [`guard`] with an explicit limit.
+#[track_caller]
+pub fn guard_for<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    let runner = thread::Builder::new()
+        .name(format!("guarded: {what}"))
+        .spawn(move || {
+            let value = body();
+            let _ = tx.send(value);
+        })
+        .expect("spawn the guarded test body");
+    match rx.recv_timeout(limit) {
+        Ok(value) => {
+            runner.join().expect("guarded body finished");
+            value
+        }
+        Err(RecvTimeoutError::Timeout) => panic!(
+            "HANG: `{what}` did not finish within {limit:?}; the pool deadlocked or lost a wake-up"
+        ),
+        Err(RecvTimeoutError::Disconnected) => match runner.join() {
+            Err(payload) => std::panic::resume_unwind(payload),
+            Ok(()) => unreachable!("the body sends before it returns"),
+        },
+    }
+}
+
+/// Polls `condition` (yielding the CPU in between) until it holds; panics
+/// with `what` if it still does not hold after [`GUARD`]. For states that
+/// become true eventually (a worker exiting, a counter settling), never for
+/// asserting how long something takes.
+#[track_caller]
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + GUARD;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "`{what}` still false after {GUARD:?}"
+        );
+        thread::yield_now();
+    }
+}
+
+/// Spins until wall-clock time is past `instant` (no other thread involved).
+pub fn wait_past(instant: Instant) {
+    while Instant::now() <= instant {
+        thread::yield_now();
+    }
+}
+
+/// A latch: jobs `wait` on it until the test calls `open`.
+#[derive(Clone, Default)]
+pub struct Gate {
+    inner: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Gate {
+    pub fn new() -> Self {
+        Gate::default()
+    }
+
+    pub fn open(&self) {
+        let (lock, condvar) = &*self.inner;
+        *lock.lock().unwrap() = true;
+        condvar.notify_all();
+    }
+
+    pub fn is_open(&self) -> bool {
+        *self.inner.0.lock().unwrap()
+    }
+
+    pub fn wait(&self) {
+        let (lock, condvar) = &*self.inner;
+        let mut open = lock.lock().unwrap();
+        while !*open {
+            open = condvar.wait(open).unwrap();
+        }
+    }
+}
+
+/// Wakes a parked thread.
+struct ThreadWaker(thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A minimal executor: polls `future` on this thread, parking between polls.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+        thread::park();
+    }
+}
+
+/// xorshift64*: a tiny seeded generator, so failures can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform-ish in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    pub fn chance(&mut self, one_in: u64) -> bool {
+        self.below(one_in) == 0
+    }
+}
+
+/// A seed for randomized tests: `CREW_TEST_SEED` if set (to replay a
+/// failure), otherwise derived from the clock. Printed so a failure can be
+/// reproduced.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("CREW_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{test}: CREW_TEST_SEED={seed}");
+    seed
+}
+
+/// Marker that intentional panics carry in their message.
+pub const INTENTIONAL: &str = "intentional test panic";
+
+/// A non-string panic payload for tests of non-string panics; silenced by
+/// [`quiet_intentional_panics`] too.
+#[derive(Debug)]
+pub struct IntentionalPayload(pub u32);
+
+/// Installs (once per test binary) a panic hook that stays silent for panics
+/// whose message contains [`INTENTIONAL`] and defers to the default hook for
+/// every other panic, so real failures still print.
+pub fn quiet_intentional_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            if message.is_some_and(|m| m.contains(INTENTIONAL))
+                || payload.downcast_ref::<IntentionalPayload>().is_some()
+            {
+                return;
+            }
+            default(info);
+        }));
+    });
+}
