@@ -213,11 +213,10 @@ where
         else {
             unreachable!("a job runs at most once");
         };
-        if let Some(state) = deliver.state() {
-            if !state.start() {
-                // The handle already resolved itself as Cancelled.
-                return Outcome::Counted(Counter::Cancelled);
-            }
+        if deliver.state().is_some_and(|state| !state.start()) {
+            // Cancelled first. The handle resolves itself as Cancelled; say
+            // the same here, so whichever lands first the answer is one.
+            return Outcome::Counted(deliver.deliver(Err(JobError::Cancelled)));
         }
         if options
             .token

@@ -306,7 +306,8 @@ impl Pool {
         shared.watch(Some(Instant::now() + timeout), || shared.is_idle())
     }
 
-    /// Closes the pool, runs every queued job, and joins the workers.
+    /// Closes the pool, runs every queued job (resuming a paused pool), and
+    /// joins the workers.
     pub fn shutdown(&self) -> ShutdownReport {
         shutdown::drain(self.shared(), None)
     }

@@ -188,7 +188,13 @@ impl Shared {
             }
             self.submitted.fetch_add(used as u64, Ordering::Relaxed);
             accepted += used;
-            for _ in 0..used.min(self.sleepers.sleeping() + 1) {
+            // Wake as many sleepers as there are new jobs at once, rather than
+            // letting the wake-up chain ramp up one worker at a time.
+            let mut woken = 0;
+            while woken < used && self.sleepers.wake_one() {
+                woken += 1;
+            }
+            if woken == 0 {
                 self.notify_work();
             }
         }
@@ -251,7 +257,10 @@ impl Shared {
             },
         };
         self.queue.push(task);
-        self.notify_work();
+        // While paused nobody may take it; `resume` wakes everyone.
+        if self.state() & PAUSED == 0 {
+            self.notify_work();
+        }
     }
 
     /// Makes sure some worker will look at newly queued work.

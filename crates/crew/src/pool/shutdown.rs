@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::shared::{Shared, CLOSED, DISCARD};
+use super::shared::{Shared, CLOSED, DISCARD, PAUSED};
 use super::worker::on_worker_of;
 use crate::sync::{Arc, Ordering};
 
@@ -54,8 +54,11 @@ fn others_alive(shared: &Shared) -> usize {
     }
 }
 
+/// Refuses new jobs. A paused pool is resumed: a shutdown either runs the
+/// queue or discards it, and never waits on a pause that nobody will lift.
 fn close(shared: &Shared) {
     shared.set_state(CLOSED);
+    shared.clear_state(PAUSED);
     shared.queue.wake_all_producers();
 }
 

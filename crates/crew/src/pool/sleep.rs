@@ -99,11 +99,6 @@ impl Sleepers {
         }
     }
 
-    /// Number of parked workers.
-    pub(crate) fn sleeping(&self) -> usize {
-        self.counts.load(Ordering::SeqCst) / SLEEPER
-    }
-
     /// Called by a producer after pushing work. Returns false when nobody is
     /// spinning and nobody could be woken (the caller may start a worker).
     #[inline]

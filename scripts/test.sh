@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, integration, doc and property tests, the loom
+# models of the pool's protocols, and the story examples (which assert their
+# own claims). This is the README's test command; CI runs it after fmt and
+# clippy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A persistent target dir outside the checkout keeps repeat runs fast.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME}/.cache/crew-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== cargo test (workspace: unit, integration, doc, proptest)"
+cargo test --workspace --all-features
+
+echo "== loom models (RUSTFLAGS=--cfg loom)"
+# Its own target dir: --cfg loom rebuilds every crate, and sharing the
+# normal one would throw the normal build away each time.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR}-loom" \
+    cargo test -p crew --release --test loom
+
+echo "== examples (each checks its own claims and exits non-zero if one fails)"
+cargo run --release -q -p crew --example sessions_backlog
+cargo run --release -q -p crew --example request_handler
