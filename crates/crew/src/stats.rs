@@ -158,7 +158,9 @@ impl WorkerStats {
 
     #[inline]
     pub(crate) fn set_busy(&self, busy: bool) {
-        self.busy.store(busy, crate::sync::Ordering::Relaxed);
+        // Release: a reader that sees `false` also sees the counts recorded
+        // before it.
+        self.busy.store(busy, crate::sync::Ordering::Release);
     }
 
     pub(crate) fn is_busy(&self) -> bool {
@@ -277,6 +279,48 @@ impl Histogram {
             .take_while(|(bucket, _)| upper_bound_of(*bucket) <= bound)
             .map(|(_, n)| n)
             .sum()
+    }
+}
+
+/// `n=1000 p50=1.2ms p90=2.1ms p99=3.4ms max=5.0ms`, each rounded to
+/// three significant digits.
+impl std::fmt::Display for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "n={} p50={} p90={} p99={} max={}",
+            self.count,
+            Short(self.p50()),
+            Short(self.p90()),
+            Short(self.p99()),
+            Short(self.max())
+        )
+    }
+}
+
+/// A duration printed with three significant digits and a unit that fits.
+pub(crate) struct Short(pub(crate) Duration);
+
+impl std::fmt::Display for Short {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nanos = self.0.as_nanos() as f64;
+        let (value, unit) = if nanos < 1e3 {
+            (nanos, "ns")
+        } else if nanos < 1e6 {
+            (nanos / 1e3, "µs")
+        } else if nanos < 1e9 {
+            (nanos / 1e6, "ms")
+        } else {
+            (nanos / 1e9, "s")
+        };
+        let decimals = if value >= 100.0 {
+            0
+        } else if value >= 10.0 {
+            1
+        } else {
+            2
+        };
+        write!(f, "{value:.decimals$}{unit}")
     }
 }
 

@@ -144,6 +144,7 @@ impl Builder {
             min_workers,
             max_spinning,
             Config {
+                cpus,
                 thread_name: self.thread_name,
                 stack_size: self.stack_size,
                 keep_alive: self.keep_alive,

@@ -93,6 +93,16 @@ struct SpaceWaiters {
 
 pub(crate) struct Queue {
     storage: Storage,
+    /// When there are more workers than CPUs, workers take jobs one at a
+    /// time. crossbeam's queues spin, without yielding, while a push they can
+    /// see is half-done; with hundreds of workers on two cores, a producer
+    /// preempted mid-push was starved by every idle worker spinning on it
+    /// (B3 ran at a twentieth of `threadpool`). Behind a lock, one worker
+    /// waits for the push and the rest sleep in the kernel. With no more
+    /// workers than CPUs the lock would only add contention (B1 at 2 workers
+    /// lost two thirds of its rate), so they take lock-free. Producers are
+    /// lock-free either way.
+    take_lock: Mutex<()>,
     /// Jobs accepted and not yet taken by a worker (in storage, parked in a
     /// lane, or being pushed right now).
     reserved: AtomicUsize,
@@ -109,6 +119,7 @@ impl Queue {
     pub(crate) fn new(capacity: Option<usize>) -> Self {
         Queue {
             storage: Storage::new(capacity),
+            take_lock: Mutex::new(()),
             reserved: AtomicUsize::new(0),
             capacity: capacity.unwrap_or(usize::MAX),
             low_water: capacity.map_or(usize::MAX, |cap| cap - (cap / 4).max(1)),
@@ -210,16 +221,25 @@ impl Queue {
     /// Takes a task and frees its slot.
     #[inline]
     pub(crate) fn pop(&self) -> Option<Task> {
-        let task = self.storage.pop()?;
+        let task = self.take(true)?;
         self.release(1);
         Some(task)
     }
 
-    /// Takes a task but keeps its slot until [`release_taken`](Self::release_taken):
+    /// Takes a task (one worker at a time when `oversubscribed`; see
+    /// `take_lock`) but keeps its slot until [`release_taken`](Self::release_taken):
     /// a worker marks itself busy in between, so nobody can see the job
     /// neither queued nor running (`wait_idle` would return too early).
     #[inline]
-    pub(crate) fn take(&self) -> Option<Task> {
+    pub(crate) fn take(&self, oversubscribed: bool) -> Option<Task> {
+        if !oversubscribed {
+            return self.storage.pop();
+        }
+        // Idle workers poll often; an empty queue costs no lock.
+        if self.storage.is_empty() {
+            return None;
+        }
+        let _taking = lock(&self.take_lock);
         self.storage.pop()
     }
 

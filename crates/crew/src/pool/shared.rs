@@ -30,6 +30,8 @@ pub(crate) const PAUSED: usize = 4;
 pub(crate) type PanicHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 pub(crate) struct Config {
+    /// CPUs the pool may use (`available_parallelism`).
+    pub(crate) cpus: usize,
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) keep_alive: Duration,
@@ -266,7 +268,7 @@ impl Shared {
     /// Makes sure some worker will look at newly queued work.
     #[inline]
     pub(crate) fn notify_work(self: &Arc<Self>) {
-        if !self.sleepers.notify_work() {
+        if !self.sleepers.notify_work(|| self.queue.reserved()) {
             self.grow_if_below_target();
         }
     }

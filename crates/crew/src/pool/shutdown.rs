@@ -21,6 +21,16 @@ pub struct ShutdownReport {
     pub cancelled: u64,
 }
 
+impl std::fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} completed, {} abandoned, {} cancelled while running",
+            self.completed, self.abandoned, self.cancelled
+        )
+    }
+}
+
 struct Before {
     ran: u64,
     abandoned: u64,

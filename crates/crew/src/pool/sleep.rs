@@ -18,6 +18,9 @@ use crate::sync::{lock, wait, wait_timeout, Arc, AtomicUsize, Condvar, Mutex, Or
 /// `counts` holds sleepers above this bit and spinners below it.
 const SLEEPER: usize = 1 << 20;
 const SPINNER_MASK: usize = SLEEPER - 1;
+/// Queued jobs one spinner is trusted to absorb before a producer wakes
+/// another sleeper anyway.
+const BACKLOG_PER_SPINNER: usize = 16;
 
 const EMPTY: u8 = 0;
 /// Woken to look for work: counted as a spinner by the waker.
@@ -99,18 +102,25 @@ impl Sleepers {
         }
     }
 
-    /// Called by a producer after pushing work. Returns false when nobody is
-    /// spinning and nobody could be woken (the caller may start a worker).
+    /// Called by a producer after pushing work; `backlog` reads how many
+    /// jobs are queued. Returns false when nobody is spinning and nobody could
+    /// be woken (the caller may start a worker).
+    ///
+    /// A sleeper is woken when nobody spins, or when the backlog outgrows the
+    /// spinners: a worker woken to search is counted as a spinner before the
+    /// OS has even scheduled it, and without this second rule a burst of slow
+    /// jobs would wake idle workers one at a time, each waiting for the
+    /// previous one to run (a 1,000-worker pool took a second to ramp up).
     #[inline]
-    pub(crate) fn notify_work(&self) -> bool {
+    pub(crate) fn notify_work(&self, backlog: impl FnOnce() -> usize) -> bool {
         let counts = self.counts.load(Ordering::SeqCst);
-        if counts & SPINNER_MASK != 0 {
-            return true;
-        }
+        let spinning = counts & SPINNER_MASK;
         if counts < SLEEPER {
-            return false;
+            return spinning != 0;
         }
-        self.wake_one();
+        if spinning == 0 || backlog() > spinning * BACKLOG_PER_SPINNER {
+            self.wake_one();
+        }
         true
     }
 

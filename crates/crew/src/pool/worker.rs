@@ -80,7 +80,9 @@ impl Worker<'_> {
                     shared.discard(task);
                 }
             } else if state & PAUSED == 0 {
-                if let Some(task) = shared.queue.take() {
+                let oversubscribed =
+                    shared.live_workers.load(Ordering::Relaxed) > shared.config.cpus;
+                if let Some(task) = shared.queue.take(oversubscribed) {
                     self.stats.set_busy(true);
                     shared.queue.release_taken();
                     self.found_work();
@@ -99,7 +101,7 @@ impl Worker<'_> {
             // Empty-handed: a watcher in `wait_idle` may be waiting for this.
             shared.notify_watchers();
             self.last_end = None;
-            if state & PAUSED == 0 && self.spin_for_work() {
+            if state & PAUSED == 0 && self.spin_for_work(state) {
                 continue;
             }
             if self.spinning {
@@ -118,8 +120,9 @@ impl Worker<'_> {
         }
     }
 
-    /// Spins for a while watching the queue. True when work showed up.
-    fn spin_for_work(&mut self) -> bool {
+    /// Spins for a while watching the queue. True when work showed up or
+    /// the pool's state moved on from `seen`.
+    fn spin_for_work(&mut self, seen: usize) -> bool {
         // loom explores every iteration of a spin loop as a new schedule;
         // parking is the protocol worth modelling.
         if cfg!(loom) {
@@ -137,7 +140,7 @@ impl Worker<'_> {
         // to the producer), a few microseconds in all before parking.
         let backoff = crossbeam_utils::Backoff::new();
         while !backoff.is_completed() {
-            if !shared.queue.is_empty() || shared.state() & (CLOSED | PAUSED | DISCARD) != 0 {
+            if !shared.queue.is_empty() || shared.state() != seen {
                 return true;
             }
             backoff.snooze();
@@ -220,22 +223,18 @@ impl Worker<'_> {
             pool_stopping: &shared.stopping,
         };
         let outcome = job.run(&env);
-        stats.set_busy(false);
+        let ended = shared.clock.now();
+        self.last_end = Some(ended);
+        let ran_for = shared.clock.nanos_between(started, ended);
         match outcome {
             Outcome::Counted(counter) => {
                 if matches!(counter, Counter::Completed | Counter::Failed) {
-                    let ended = shared.clock.now();
-                    stats
-                        .run_time
-                        .record(shared.clock.nanos_between(started, ended));
+                    stats.run_time.record(ran_for);
                 }
                 stats.count(counter);
             }
             Outcome::Panicked(message) => {
-                let ended = shared.clock.now();
-                stats
-                    .run_time
-                    .record(shared.clock.nanos_between(started, ended));
+                stats.run_time.record(ran_for);
                 stats.count(Counter::Panicked);
                 if let Some(hook) = &shared.config.on_panic {
                     // A panicking hook must not take the worker down either.
@@ -244,6 +243,9 @@ impl Worker<'_> {
                 }
             }
         }
+        // Only now: `wait_idle` returns once no worker is busy, and by then
+        // this job must be in the counters.
+        stats.set_busy(false);
         if let Some(lane) = lane {
             if let Some(next) = shared.lanes.finish(lane) {
                 shared.queue.push(next);
