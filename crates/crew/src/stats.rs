@@ -110,6 +110,7 @@ pub(crate) struct WorkerStats {
     pub(crate) abandoned: AtomicU64,
     /// True while the worker runs a job.
     pub(crate) busy: AtomicBool,
+
     pub(crate) queue_wait: LocalHistogram,
     pub(crate) run_time: LocalHistogram,
 }

@@ -257,9 +257,16 @@ impl Pool {
     }
 
     /// Stops workers from starting queued jobs; running jobs finish.
-    /// Submissions still queue (and block once the queue is full).
+    /// Submissions still queue (and block once the queue is full). Has no
+    /// effect once a shutdown has begun: a shutdown never waits on a pause.
     pub fn pause(&self) {
-        self.shared().set_state(PAUSED);
+        let shared = self.shared();
+        shared.set_state(PAUSED);
+        // Either this sees the shutdown's CLOSED, or the shutdown's own
+        // un-pause comes after this pause: the drain is never left paused.
+        if shared.is_closed() {
+            shared.clear_state(PAUSED);
+        }
     }
 
     /// Lets workers take queued jobs again.
@@ -281,10 +288,11 @@ impl Pool {
     pub fn resize(&self, workers: usize) {
         assert!(workers > 0, "crew: a pool needs at least one worker");
         let shared = self.shared();
-        shared.target_workers.store(workers, Ordering::SeqCst);
+        let old_target = shared.target_workers.swap(workers, Ordering::SeqCst);
         let min = shared.min_workers.load(Ordering::SeqCst);
-        // A fixed pool stays fixed at its new size.
-        if min > workers || shared.live_workers.load(Ordering::SeqCst) <= min {
+        // A fixed pool (minimum = maximum) stays fixed at its new size; an
+        // elastic one keeps its minimum, lowered if above the new maximum.
+        if min >= old_target || min > workers {
             shared.min_workers.store(workers, Ordering::SeqCst);
         }
         while shared.grow_if_below_target() {}

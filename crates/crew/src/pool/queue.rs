@@ -10,6 +10,8 @@
 
 use std::time::Instant;
 
+use crossbeam_utils::CachePadded;
+
 use crate::job::Task;
 use crate::sync::{lock, wait, wait_timeout, AtomicUsize, Condvar, Mutex, Ordering};
 
@@ -84,6 +86,16 @@ impl Storage {
     }
 }
 
+/// What producers write on every job.
+struct ProducerSide {
+    /// Slots reserved, ever, less the ones handed back unused.
+    accepted: AtomicUsize,
+    /// A recent reading of `taken`. Taken only grows, so an old reading
+    /// overstates how full the queue is and never lets it overfill;
+    /// producers read the workers' counter only when the queue looks full.
+    taken_seen: AtomicUsize,
+}
+
 /// Producers blocked on a full queue.
 struct SpaceWaiters {
     count: AtomicUsize,
@@ -104,8 +116,12 @@ pub(crate) struct Queue {
     /// lock-free either way.
     take_lock: Mutex<()>,
     /// Jobs accepted and not yet taken by a worker (in storage, parked in a
-    /// lane, or being pushed right now).
-    reserved: AtomicUsize,
+    /// lane, or being pushed right now) is `accepted - taken`. The two
+    /// halves live on separate cache lines so producers and workers do not
+    /// fight over one line on every job.
+    producers: CachePadded<ProducerSide>,
+    /// Jobs taken by workers, ever. Only workers write it.
+    taken: CachePadded<AtomicUsize>,
     capacity: usize,
     /// Blocked producers are woken once the queue drains to this level, not
     /// on every freed slot: a producer woken per slot would sleep and wake
@@ -120,7 +136,11 @@ impl Queue {
         Queue {
             storage: Storage::new(capacity),
             take_lock: Mutex::new(()),
-            reserved: AtomicUsize::new(0),
+            producers: CachePadded::new(ProducerSide {
+                accepted: AtomicUsize::new(0),
+                taken_seen: AtomicUsize::new(0),
+            }),
+            taken: CachePadded::new(AtomicUsize::new(0)),
             capacity: capacity.unwrap_or(usize::MAX),
             low_water: capacity.map_or(usize::MAX, |cap| cap - (cap / 4).max(1)),
             bounded: capacity.is_some(),
@@ -137,31 +157,52 @@ impl Queue {
     }
 
     /// Jobs accepted and not yet started.
+    ///
+    /// Exact when it reads zero: `taken` is read first and never passes
+    /// `accepted`, so zero means there was a moment (the read of `accepted`)
+    /// when nothing was reserved. Otherwise it may overstate by the jobs
+    /// taken in between.
     pub(crate) fn reserved(&self) -> usize {
-        self.reserved.load(Ordering::SeqCst)
+        let taken = self.taken.load(Ordering::SeqCst);
+        let accepted = self.producers.accepted.load(Ordering::SeqCst);
+        accepted.wrapping_sub(taken)
     }
 
     /// Reserves up to `want` slots without blocking; returns how many it got.
     #[inline]
     pub(crate) fn try_reserve(&self, want: usize) -> usize {
+        let producers = &*self.producers;
         if !self.bounded {
-            self.reserved.fetch_add(want, Ordering::SeqCst);
+            producers.accepted.fetch_add(want, Ordering::SeqCst);
             return want;
         }
-        let mut current = self.reserved.load(Ordering::Relaxed);
+        let mut accepted = producers.accepted.load(Ordering::Relaxed);
+        let mut taken = producers.taken_seen.load(Ordering::Relaxed);
         loop {
-            let got = want.min(self.capacity.saturating_sub(current));
-            if got == 0 {
-                return 0;
+            // A reading of `taken` newer than the reading of `accepted` can
+            // make this wrap; it then looks full and is refreshed below.
+            let used = accepted.wrapping_sub(taken);
+            let free = self.capacity.saturating_sub(used);
+            if free == 0 || used > self.capacity {
+                let fresh = self.taken.load(Ordering::SeqCst);
+                let fresh_accepted = producers.accepted.load(Ordering::SeqCst);
+                if fresh == taken && fresh_accepted == accepted {
+                    return 0;
+                }
+                producers.taken_seen.store(fresh, Ordering::Relaxed);
+                taken = fresh;
+                accepted = fresh_accepted;
+                continue;
             }
-            match self.reserved.compare_exchange_weak(
-                current,
-                current + got,
+            let got = want.min(free);
+            match producers.accepted.compare_exchange_weak(
+                accepted,
+                accepted + got,
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return got,
-                Err(actual) => current = actual,
+                Err(actual) => accepted = actual,
             }
         }
     }
@@ -207,9 +248,13 @@ impl Queue {
     }
 
     /// Gives back `n` reservations that will not be used (the pool closed
-    /// between reserving and pushing).
+    /// between reserving and pushing, or a shutdown dropped jobs parked in
+    /// lanes).
     pub(crate) fn unreserve(&self, n: usize) {
-        self.release(n);
+        self.producers.accepted.fetch_sub(n, Ordering::SeqCst);
+        if self.space.count.load(Ordering::SeqCst) > 0 {
+            self.wake_all_producers();
+        }
     }
 
     /// Stores a task whose slot is already reserved.
@@ -256,12 +301,15 @@ impl Queue {
 
     #[inline]
     fn release(&self, n: usize) {
-        let left = self.reserved.fetch_sub(n, Ordering::SeqCst) - n;
+        let taken = self.taken.fetch_add(n, Ordering::SeqCst) + n;
         // Producers only wait when the queue is full, so one that registered
         // before this release is woken at the latest when the level crosses
         // `low_water`; one that registers after it re-checks and finds room.
-        if left <= self.low_water && self.space.count.load(Ordering::SeqCst) > 0 {
-            self.wake_all_producers();
+        if self.space.count.load(Ordering::SeqCst) > 0 {
+            let left = self.producers.accepted.load(Ordering::SeqCst) - taken;
+            if left <= self.low_water {
+                self.wake_all_producers();
+            }
         }
     }
 

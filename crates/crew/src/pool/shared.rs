@@ -74,6 +74,7 @@ pub(crate) struct Shared {
     pub(crate) min_workers: AtomicUsize,
     pub(crate) live_workers: AtomicUsize,
     registry: Mutex<Registry>,
+    discard_lock: Mutex<()>,
     /// Threads waiting for the pool to become idle or for workers to exit.
     watchers: AtomicUsize,
     watch_lock: Mutex<()>,
@@ -109,6 +110,7 @@ impl Shared {
                 workers: Vec::new(),
                 retired: Stats::default(),
             }),
+            discard_lock: Mutex::new(()),
             watchers: AtomicUsize::new(0),
             watch_lock: Mutex::new(()),
             watch_condvar: Condvar::new(),
@@ -194,6 +196,9 @@ impl Shared {
             // letting the wake-up chain ramp up one worker at a time.
             let mut woken = 0;
             while woken < used && self.sleepers.wake_one() {
+                woken += 1;
+            }
+            while woken < used && self.grow_if_below_target() {
                 woken += 1;
             }
             if woken == 0 {
@@ -442,6 +447,18 @@ impl Shared {
         stats.queue_capacity = self.queue.capacity();
         stats.lanes = self.lanes.active();
         stats
+    }
+
+    /// Drops every task in the queue unrun (shutdown without drain).
+    ///
+    /// Workers and the shutdown call both do this; the lock makes the
+    /// shutdown wait for a worker that is half-way through, so its report
+    /// counts every job dropped before it returns.
+    pub(crate) fn discard_queued(&self) {
+        let _discarding = lock(&self.discard_lock);
+        while let Some(task) = self.queue.pop() {
+            self.discard(task);
+        }
     }
 
     /// Drops a task unrun (shutdown without drain), then every job queued

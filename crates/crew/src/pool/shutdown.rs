@@ -66,8 +66,12 @@ fn others_alive(shared: &Shared) -> usize {
 
 /// Refuses new jobs. A paused pool is resumed: a shutdown either runs the
 /// queue or discards it, and never waits on a pause that nobody will lift.
-fn close(shared: &Shared) {
-    shared.set_state(CLOSED);
+///
+/// `also` is set in the same step as `CLOSED`: a shutdown that discards must
+/// not give workers a window, between closing and discarding, in which a
+/// resumed pool starts running what it should drop.
+fn close(shared: &Shared, also: usize) {
+    shared.set_state(CLOSED | also);
     shared.clear_state(PAUSED);
     shared.queue.wake_all_producers();
 }
@@ -76,7 +80,7 @@ fn close(shared: &Shared) {
 /// falls back to [`stop_now`].
 pub(crate) fn drain(shared: &Arc<Shared>, deadline: Option<Instant>) -> ShutdownReport {
     let before = counts(shared);
-    close(shared);
+    close(shared, 0);
     let drained = shared.watch(deadline, || others_alive(shared) == 0);
     if !drained {
         let cancelled = discard_and_cancel(shared);
@@ -89,7 +93,8 @@ pub(crate) fn drain(shared: &Arc<Shared>, deadline: Option<Instant>) -> Shutdown
 /// Closes, drops everything queued, cancels the running jobs' contexts.
 pub(crate) fn stop_now(shared: &Arc<Shared>) -> ShutdownReport {
     let before = counts(shared);
-    close(shared);
+    shared.stopping.store(true, Ordering::SeqCst);
+    close(shared, DISCARD);
     let cancelled = discard_and_cancel(shared);
     report(shared, &before, cancelled)
 }
@@ -97,9 +102,7 @@ pub(crate) fn stop_now(shared: &Arc<Shared>) -> ShutdownReport {
 fn discard_and_cancel(shared: &Shared) -> u64 {
     shared.stopping.store(true, Ordering::SeqCst);
     shared.set_state(DISCARD);
-    while let Some(task) = shared.queue.pop() {
-        shared.discard(task);
-    }
+    shared.discard_queued();
     for task in shared.lanes.take_waiting() {
         drop(task);
         shared.queue.unreserve(1);

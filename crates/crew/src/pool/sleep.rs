@@ -103,8 +103,8 @@ impl Sleepers {
     }
 
     /// Called by a producer after pushing work; `backlog` reads how many
-    /// jobs are queued. Returns false when nobody is spinning and nobody could
-    /// be woken (the caller may start a worker).
+    /// jobs are queued. Returns false when nobody could be woken and the
+    /// spinners cannot cover the backlog (the caller may start a worker).
     ///
     /// A sleeper is woken when nobody spins, or when the backlog outgrows the
     /// spinners: a worker woken to search is counted as a spinner before the
@@ -116,7 +116,11 @@ impl Sleepers {
         let counts = self.counts.load(Ordering::SeqCst);
         let spinning = counts & SPINNER_MASK;
         if counts < SLEEPER {
-            return spinning != 0;
+            // Nobody to wake. Spinners cover the backlog only if there are at
+            // least as many of them as queued jobs; otherwise an elastic pool
+            // must start a worker, or a job could wait behind busy workers
+            // while the pool is below its maximum.
+            return spinning != 0 && backlog() <= spinning;
         }
         if spinning == 0 || backlog() > spinning * BACKLOG_PER_SPINNER {
             self.wake_one();

@@ -74,11 +74,14 @@ impl Worker<'_> {
     fn work(&mut self) -> Departure {
         let shared = self.shared;
         loop {
+            // Before every job, not only when idle: after a shrink, the extra
+            // workers leave as soon as their current job ends.
+            if self.should_retire() {
+                return Departure::Counted;
+            }
             let state = shared.state();
             if state & DISCARD != 0 {
-                while let Some(task) = shared.queue.pop() {
-                    shared.discard(task);
-                }
+                shared.discard_queued();
             } else if state & PAUSED == 0 {
                 let oversubscribed =
                     shared.live_workers.load(Ordering::Relaxed) > shared.config.cpus;
@@ -157,7 +160,7 @@ impl Worker<'_> {
             self.spinning = false;
             let shared = self.shared;
             if shared.sleepers.stop_spinning() && !shared.queue.is_empty() {
-                shared.sleepers.wake_one();
+                shared.notify_work();
             }
         }
     }
@@ -216,9 +219,6 @@ impl Worker<'_> {
         } = task;
         let lane = job.lane();
         let started = self.last_end.take().unwrap_or_else(|| shared.clock.now());
-        stats
-            .queue_wait
-            .record(shared.clock.nanos_between(enqueued_at, started));
         let env = RunEnv {
             pool_stopping: &shared.stopping,
         };
@@ -226,14 +226,19 @@ impl Worker<'_> {
         let ended = shared.clock.now();
         self.last_end = Some(ended);
         let ran_for = shared.clock.nanos_between(started, ended);
+        // Both histograms describe jobs that started; a job skipped as
+        // expired or cancelled only lands in its counter.
+        let waited = shared.clock.nanos_between(enqueued_at, started);
         match outcome {
             Outcome::Counted(counter) => {
                 if matches!(counter, Counter::Completed | Counter::Failed) {
+                    stats.queue_wait.record(waited);
                     stats.run_time.record(ran_for);
                 }
                 stats.count(counter);
             }
             Outcome::Panicked(message) => {
+                stats.queue_wait.record(waited);
                 stats.run_time.record(ran_for);
                 stats.count(Counter::Panicked);
                 if let Some(hook) = &shared.config.on_panic {
