@@ -288,6 +288,19 @@ impl Queue {
         self.storage.pop()
     }
 
+    /// Frees the slots of `n` accepted jobs dropped unrun without passing
+    /// through storage (jobs parked in a lane, at shutdown). Unlike
+    /// [`unreserve`](Self::unreserve) they stay counted as accepted.
+    pub(crate) fn release_dropped(&self, n: usize) {
+        self.release(n);
+    }
+
+    /// Jobs accepted over the queue's life (`Stats::submitted`): every
+    /// reservation not handed back is a job that was queued.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.producers.accepted.load(Ordering::Relaxed) as u64
+    }
+
     /// Frees the slot of a task obtained with [`take`](Self::take).
     #[inline]
     pub(crate) fn release_taken(&self) {

@@ -67,7 +67,6 @@ pub(crate) struct Shared {
     state: CachePadded<AtomicUsize>,
     /// Read by running jobs' contexts; tripped by a shutdown that cancels.
     pub(crate) stopping: AtomicBool,
-    submitted: CachePadded<AtomicU64>,
     rejected: AtomicU64,
     pub(crate) abandoned: AtomicU64,
     pub(crate) target_workers: AtomicUsize,
@@ -97,7 +96,6 @@ impl Shared {
             sleepers: CachePadded::new(Sleepers::new(max_spinning)),
             state: CachePadded::new(AtomicUsize::new(0)),
             stopping: AtomicBool::new(false),
-            submitted: CachePadded::new(AtomicU64::new(0)),
             rejected: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             target_workers: AtomicUsize::new(workers),
@@ -152,7 +150,6 @@ impl Shared {
             return Err(reason.map(|()| job));
         }
         let (job, lane) = build(job);
-        self.submitted.fetch_add(1, Ordering::Relaxed);
         self.enqueue_reserved(job, lane);
         Ok(())
     }
@@ -190,7 +187,6 @@ impl Shared {
             if used < got {
                 self.unreserve(got - used);
             }
-            self.submitted.fetch_add(used as u64, Ordering::Relaxed);
             accepted += used;
             // Wake as many sleepers as there are new jobs at once, rather than
             // letting the wake-up chain ramp up one worker at a time.
@@ -211,9 +207,6 @@ impl Shared {
     /// Reserves between 1 and `want` slots; the error carries the reason.
     #[inline]
     fn reserve(&self, want: usize, wait: Wait) -> Result<usize, SubmitError<()>> {
-        if self.is_closed() {
-            return Err(SubmitError::Closed(()));
-        }
         let got = match wait {
             Wait::No => self.queue.try_reserve(want),
             Wait::Forever => self.queue.reserve_blocking(want, None, || self.is_closed()),
@@ -437,7 +430,7 @@ impl Shared {
             }
             (stats, busy, registry.workers.len())
         };
-        stats.submitted = self.submitted.load(Ordering::Relaxed);
+        stats.submitted = self.queue.accepted();
         stats.rejected = self.rejected.load(Ordering::Relaxed);
         stats.abandoned += self.abandoned.load(Ordering::Relaxed);
         stats.workers = workers;
@@ -471,7 +464,7 @@ impl Shared {
         while let Some(next) = lane.and_then(|l| self.lanes.finish(l)) {
             lane = next.job.lane();
             drop(next);
-            self.queue.unreserve(1);
+            self.queue.release_dropped(1);
             self.abandoned.fetch_add(1, Ordering::Relaxed);
         }
     }

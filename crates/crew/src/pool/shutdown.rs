@@ -105,7 +105,7 @@ fn discard_and_cancel(shared: &Shared) -> u64 {
     shared.discard_queued();
     for task in shared.lanes.take_waiting() {
         drop(task);
-        shared.queue.unreserve(1);
+        shared.queue.release_dropped(1);
         shared.abandoned.fetch_add(1, Ordering::Relaxed);
     }
     // Workers waiting for the last reservations to go must see them gone.
