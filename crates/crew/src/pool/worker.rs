@@ -44,6 +44,11 @@ pub(crate) fn run(shared: Arc<Shared>, id: usize, stats: Arc<WorkerStats>) {
         shared.sleepers.stop_spinning();
     }
     shared.worker_exited(id, departure == Departure::Drained);
+    // A worker that leaves after a shrink may have been the one woken for a
+    // job still in the queue: pass the wake-up on.
+    if departure == Departure::Counted && !shared.queue.is_empty() {
+        shared.notify_work();
+    }
 }
 
 /// Why a worker left.
