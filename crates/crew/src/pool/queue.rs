@@ -105,13 +105,13 @@ struct SpaceWaiters {
 
 pub(crate) struct Queue {
     storage: Storage,
-    /// When there are more workers than CPUs, workers take jobs one at a
+    /// When workers far outnumber CPUs, they take jobs one at a
     /// time. crossbeam's queues spin, without yielding, while a push they can
     /// see is half-done; with hundreds of workers on two cores, a producer
     /// preempted mid-push was starved by every idle worker spinning on it
     /// (B3 ran at a twentieth of `threadpool`). Behind a lock, one worker
-    /// waits for the push and the rest sleep in the kernel. With no more
-    /// workers than CPUs the lock would only add contention (B1 at 2 workers
+    /// waits for the push and the rest sleep in the kernel. With few
+    /// workers per CPU the lock would only add contention (B1 at 2 workers
     /// lost two thirds of its rate), so they take lock-free. Producers are
     /// lock-free either way.
     take_lock: Mutex<()>,
