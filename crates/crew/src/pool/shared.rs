@@ -301,9 +301,14 @@ impl Shared {
 
     fn start_worker(self: &Arc<Self>) -> bool {
         let stats = Arc::new(WorkerStats::new());
+        // Joined outside the lock: an exiting worker may still need the
+        // registry on its way out.
+        let exited = Self::take_exited(&mut lock(&self.registry));
+        for handle in exited {
+            let _ = handle.join();
+        }
         let id = {
             let mut registry = lock(&self.registry);
-            Self::join_exited(&mut registry);
             let id = registry.next_id;
             registry.next_id += 1;
             registry.workers.push((id, stats.clone()));
@@ -331,12 +336,12 @@ impl Shared {
         }
     }
 
-    fn join_exited(registry: &mut Registry) {
-        for id in std::mem::take(&mut registry.exited) {
-            if let Some(handle) = registry.threads.remove(&id) {
-                let _ = handle.join();
-            }
-        }
+    /// Handles of workers that exited on their own, for joining.
+    fn take_exited(registry: &mut Registry) -> Vec<thread::JoinHandle<()>> {
+        std::mem::take(&mut registry.exited)
+            .into_iter()
+            .filter_map(|id| registry.threads.remove(&id))
+            .collect()
     }
 
     /// A worker is leaving: keep its counts, and tell watchers.

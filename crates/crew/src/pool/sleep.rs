@@ -126,7 +126,10 @@ impl Sleepers {
             return spinning != 0 && backlog() <= spinning;
         }
         if spinning == 0 || backlog() > spinning * BACKLOG_PER_SPINNER {
-            self.wake_one();
+            // The sleeper seen in `counts` may have left (reaped, or woken by
+            // another producer) before the list was locked: then nobody was
+            // woken, and the caller must start a worker if it can.
+            return self.wake_one() || spinning != 0;
         }
         true
     }

@@ -49,12 +49,14 @@ pub(crate) fn run(shared: Arc<Shared>, id: usize, stats: Arc<WorkerStats>) {
     if worker.spinning {
         shared.sleepers.stop_spinning();
     }
-    shared.worker_exited(id, departure == Departure::Drained);
-    // A worker that leaves after a shrink may have been the one woken for a
-    // job still in the queue: pass the wake-up on.
+    // A worker that leaves after a shrink or a reap may have been the one
+    // woken for a job still in the queue: pass the wake-up on (it is off the
+    // live count already, so an elastic pool can start a replacement).
     if departure == Departure::Counted && !shared.queue.is_empty() {
         shared.notify_work();
     }
+    // Last: once this says the worker exited, another thread may join it.
+    shared.worker_exited(id, departure == Departure::Drained);
 }
 
 /// Why a worker left.
