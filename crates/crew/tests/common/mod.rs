@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 /// purpose: it only turns a deadlock into a failure, it is not a time bound.
 pub const GUARD: Duration = Duration::from_secs(60);
 
+/// How long [`wait_until`] polls: shorter than [`GUARD`] so that its own,
+/// more precise, message wins.
+pub const POLL_LIMIT: Duration = Duration::from_secs(30);
+
 /// Runs `body` on its own thread and waits at most [`GUARD`] for it. A body
 /// that hangs fails the test with `what` in the message instead of hanging
 /// CI; a body that panics fails the test with its own panic.
@@ -29,6 +33,18 @@ pub fn guard<T: Send + 'static>(what: &str, body: impl FnOnce() -> T + Send + 's
 pub fn guard_for<T: Send + 'static>(
     what: &str,
     limit: Duration,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    guard_probed(what, limit, String::new, body)
+}
+
+/// [`guard_for`], adding `probe()` (say, the stats of the pool under test)
+/// to the message when the body hangs.
+#[track_caller]
+pub fn guard_probed<T: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    probe: impl FnOnce() -> String + Send + 'static,
     body: impl FnOnce() -> T + Send + 'static,
 ) -> T {
     let (tx, rx) = mpsc::channel();
@@ -45,7 +61,10 @@ pub fn guard_for<T: Send + 'static>(
             value
         }
         Err(RecvTimeoutError::Timeout) => panic!(
-            "HANG: `{what}` did not finish within {limit:?}; the pool deadlocked or lost a wake-up"
+            "HANG: `{what}` did not finish within {limit:?}: the pool deadlocked or lost a \
+             wake-up (if the body panicked above, it then hung while unwinding, e.g. in \
+             the drop of a Pool that drains){}",
+            run_probe(probe)
         ),
         Err(RecvTimeoutError::Disconnected) => match runner.join() {
             Err(payload) => std::panic::resume_unwind(payload),
@@ -54,17 +73,28 @@ pub fn guard_for<T: Send + 'static>(
     }
 }
 
+/// Runs a hang probe on its own thread: reading a hung pool's stats may
+/// block too, and the guard must report either way.
+fn run_probe(probe: impl FnOnce() -> String + Send + 'static) -> String {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(probe());
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| "\n(reading the pool's stats blocked too)".to_owned())
+}
+
 /// Polls `condition` (yielding the CPU in between) until it holds; panics
-/// with `what` if it still does not hold after [`GUARD`]. For states that
+/// with `what` if it still does not hold after [`POLL_LIMIT`]. For states that
 /// become true eventually (a worker exiting, a counter settling), never for
 /// asserting how long something takes.
 #[track_caller]
 pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + GUARD;
+    let deadline = Instant::now() + POLL_LIMIT;
     while !condition() {
         assert!(
             Instant::now() < deadline,
-            "`{what}` still false after {GUARD:?}"
+            "`{what}` still false after {POLL_LIMIT:?}"
         );
         thread::yield_now();
     }
@@ -94,6 +124,13 @@ impl Gate {
         condvar.notify_all();
     }
 
+    /// Opens the gate when the returned value is dropped, so a failing
+    /// assertion does not leave jobs blocked (and the pool's drop waiting for
+    /// them) while the test unwinds. Declare it after the pool.
+    pub fn open_on_drop(&self) -> OpenOnDrop {
+        OpenOnDrop(self.clone())
+    }
+
     pub fn is_open(&self) -> bool {
         *self.inner.0.lock().unwrap()
     }
@@ -103,6 +140,39 @@ impl Gate {
         let mut open = lock.lock().unwrap();
         while !*open {
             open = condvar.wait(open).unwrap();
+        }
+    }
+}
+
+/// Opens its gate when dropped; see [`Gate::open_on_drop`].
+pub struct OpenOnDrop(Gate);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// The pool a long test is working on right now, so that a hang can be
+/// reported with its stats. Holds a clone; set it to `None` (or the next
+/// pool) when done.
+#[derive(Clone, Default)]
+pub struct Probe(Arc<Mutex<Option<crew::Pool>>>);
+
+impl Probe {
+    pub fn watch(&self, pool: &crew::Pool, note: String) {
+        *self.0.lock().unwrap() = Some(pool.clone());
+        eprintln!("{note}");
+    }
+
+    pub fn clear(&self) {
+        *self.0.lock().unwrap() = None;
+    }
+
+    pub fn report(&self) -> String {
+        match &*self.0.lock().unwrap() {
+            Some(pool) => format!("\npool under test at the hang: {:?}", pool.stats()),
+            None => String::new(),
         }
     }
 }
