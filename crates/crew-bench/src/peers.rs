@@ -287,17 +287,7 @@ where
         }
     }
     drop(tx);
-    let mut panicked = 0;
-    for h in handles {
-        if h.join().is_err() {
-            panicked += 1;
-        }
-    }
-    let elapsed = start.elapsed();
-    if panicked > 0 {
-        return Err(format!("{panicked} crossbeam workers panicked"));
-    }
-    Ok(elapsed)
+    join_timed(handles, start, "crossbeam workers")
 }
 
 fn run_single<J, M>(jobs: u64, mut make: M) -> Duration
@@ -340,15 +330,24 @@ where
     }
     go.wait();
     let start = Instant::now();
-    let mut panicked = 0;
-    for h in handles {
-        if h.join().is_err() {
-            panicked += 1;
-        }
-    }
+    join_timed(handles, start, "threads")
+}
+
+/// Joins every thread and returns the time since `start`, or how many of
+/// `what` panicked.
+fn join_timed(
+    handles: Vec<thread::JoinHandle<()>>,
+    start: Instant,
+    what: &str,
+) -> Result<Duration, String> {
+    let panicked = handles
+        .into_iter()
+        .map(thread::JoinHandle::join)
+        .filter(Result::is_err)
+        .count();
     let elapsed = start.elapsed();
     if panicked > 0 {
-        return Err(format!("{panicked} threads panicked"));
+        return Err(format!("{panicked} {what} panicked"));
     }
     Ok(elapsed)
 }
