@@ -121,9 +121,6 @@ impl Worker<'_> {
                     continue;
                 }
             }
-            if self.should_retire() {
-                return Departure::Counted;
-            }
             if state & CLOSED != 0 && shared.queue.reserved() == 0 {
                 // Drained. Wake the others so they see it too.
                 shared.sleepers.wake_all();
