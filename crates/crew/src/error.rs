@@ -72,14 +72,22 @@ pub enum JobError {
     /// string.
     #[error("job panicked: {0}")]
     Panicked(String),
-    /// The job waited in the queue past its deadline and was not run.
-    #[error("job expired in the queue before it could start")]
+    /// The job's deadline passed: a thread-pool job waited in the queue past
+    /// it and was not run; an async job was also dropped if it was still
+    /// running at the deadline.
+    #[error("job missed its deadline")]
     Expired,
-    /// The job was cancelled before it started, and never ran.
-    #[error("job was cancelled before it started")]
+    /// The job was cancelled: a thread-pool job before it started (it never
+    /// ran); an async job before it started or at an await point while it
+    /// ran (its future was dropped there).
+    #[error("job was cancelled")]
     Cancelled,
     /// The pool shut down (`shutdown_now`, or `shutdown_timeout` past its
     /// deadline) before the job started; it never ran.
     #[error("job was abandoned by a shutdown before it started")]
     Abandoned,
+    /// The pool was shut down before the job could be queued
+    /// ([`Pool::run`](crate::Pool::run) has no job to give back).
+    #[error("the pool is shut down")]
+    Closed,
 }

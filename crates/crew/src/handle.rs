@@ -37,6 +37,9 @@ struct Slot<T> {
     /// Set once the handle took the result, so late completions are ignored.
     taken: bool,
     waker: Option<Waker>,
+    /// The task running an async job, woken by `cancel` so the job's future
+    /// is dropped at its current await point rather than its next wake-up.
+    runner: Option<Waker>,
 }
 
 /// Shared between a spawned job (which fills it) and its handle (which
@@ -56,6 +59,7 @@ impl<T> Completion<T> {
                 result: None,
                 taken: false,
                 waker: None,
+                runner: None,
             }),
         })
     }
@@ -73,6 +77,17 @@ impl<T> Completion<T> {
         };
         if let Some(waker) = waker {
             waker.wake();
+        }
+    }
+}
+
+impl<T> Completion<T> {
+    /// Registers the task running the job, to be woken by `cancel`.
+    pub(crate) fn watch_cancel(&self, runner: &Waker) {
+        let mut slot = lock(&self.slot);
+        match &slot.runner {
+            Some(waker) if waker.will_wake(runner) => {}
+            _ => slot.runner = Some(runner.clone()),
         }
     }
 }
@@ -96,6 +111,13 @@ impl<T> Completer<T> {
             .as_ref()
             .expect("completer used after completion")
             .state
+    }
+
+    /// See [`Completion::watch_cancel`].
+    pub(crate) fn watch_cancel(&self, runner: &Waker) {
+        if let Some(completion) = &self.completion {
+            completion.watch_cancel(runner);
+        }
     }
 
     pub(crate) fn complete(mut self, result: Result<T, JobError>) {
@@ -136,9 +158,11 @@ impl<T> JobHandle<T> {
     }
 
     /// Cancels the job. A job that has not started yet never runs and the
-    /// handle resolves to [`JobError::Cancelled`] at once; a running job sees
-    /// [`JobContext::is_cancelled`](crate::JobContext::is_cancelled) turn true
-    /// and its handle resolves with whatever it returns.
+    /// handle resolves to [`JobError::Cancelled`] at once. A running thread
+    /// job sees [`JobContext::is_cancelled`](crate::JobContext::is_cancelled)
+    /// turn true and its handle resolves with whatever it returns; a running
+    /// async job's future is dropped at the await point it is stopped at (or
+    /// its next one) and its handle resolves to [`JobError::Cancelled`].
     pub fn cancel(&self) {
         let previous = self
             .completion
@@ -147,6 +171,13 @@ impl<T> JobHandle<T> {
             .fetch_or(CANCEL_REQUESTED, Ordering::SeqCst);
         if previous & STARTED == 0 {
             self.completion.complete(Err(JobError::Cancelled));
+        } else {
+            // Taken under the lock the runner registers under, after the bit
+            // is set: a runner registering later sees the bit on its re-check.
+            let runner = lock(&self.completion.slot).runner.take();
+            if let Some(runner) = runner {
+                runner.wake();
+            }
         }
     }
 

@@ -70,17 +70,17 @@ pub(crate) trait Job: Send + 'static {
 /// a cross-thread `free` on the worker.
 pub(crate) type JobBox = smallbox::SmallBox<dyn Job, smallbox::space::S2>;
 
+impl crate::intake::Laned for JobBox {
+    #[inline]
+    fn lane(&self) -> Option<LaneId> {
+        Job::lane(&**self)
+    }
+}
+
 /// Boxes a job (inline when small).
 #[inline]
 pub(crate) fn job_box<J: Job>(job: J) -> JobBox {
     smallbox::smallbox!(job)
-}
-
-/// A queued job and when it was queued (raw clock ticks, for the queue-wait
-/// histogram). 40 bytes, the closure's first 16 included.
-pub(crate) struct Task {
-    pub(crate) job: JobBox,
-    pub(crate) enqueued_at: u64,
 }
 
 pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
@@ -122,6 +122,8 @@ pub(crate) trait Deliver<T>: Send + 'static {
     fn state(&self) -> Option<&crate::handle::JobState>;
     /// Hands the result over; returns the counter it belongs in.
     fn deliver(self, result: Result<T, JobError>) -> Counter;
+    /// Asks to be woken (the running async job's task) on cancellation.
+    fn watch_cancel(&self, _runner: &std::task::Waker) {}
 }
 
 /// Results go to a `JobHandle`.
@@ -134,6 +136,10 @@ impl<T: Send + 'static> Deliver<T> for Completer<T> {
         let counter = counter_for(&result, false);
         self.complete(result);
         counter
+    }
+
+    fn watch_cancel(&self, runner: &std::task::Waker) {
+        Completer::watch_cancel(self, runner);
     }
 }
 
@@ -158,6 +164,7 @@ fn counter_for<T>(result: &Result<T, JobError>, failed: bool) -> Counter {
         Err(JobError::Expired) => Counter::Expired,
         Err(JobError::Cancelled) => Counter::Cancelled,
         Err(JobError::Abandoned) => Counter::Abandoned,
+        Err(JobError::Closed) => unreachable!("a job that was never queued has no outcome"),
     }
 }
 

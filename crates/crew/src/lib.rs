@@ -36,16 +36,22 @@
 //! | panics | caught per job: [`JobError::Panicked`], [`Builder::on_panic`] |
 //! | metrics | [`Pool::stats`]: counters, gauges, queue-wait and run-time histograms |
 
+#[cfg(all(feature = "tokio", not(loom)))]
+mod async_pool;
 mod clock;
 mod context;
 mod error;
 mod handle;
+mod headcount;
+mod intake;
 mod job;
 mod pool;
 mod stats;
 mod sync;
 
-pub use context::{CancelToken, JobContext};
+#[cfg(all(feature = "tokio", not(loom)))]
+pub use async_pool::{AsyncBuilder, AsyncJobBuilder, AsyncPool};
+pub use context::{CancelToken, Cancelled, JobContext};
 pub use error::{JobError, SubmitError};
 pub use handle::JobHandle;
 pub use job::JobOutput;

@@ -168,6 +168,38 @@ impl WorkerStats {
         self.busy.load(crate::sync::Ordering::SeqCst)
     }
 
+    /// Records how a job ended. Both histograms describe jobs that started;
+    /// a job skipped as expired or cancelled only lands in its counter.
+    /// A panic is also handed to the pool's hook, if any.
+    pub(crate) fn record(
+        &self,
+        outcome: crate::job::Outcome,
+        waited_nanos: u64,
+        ran_nanos: u64,
+        on_panic: Option<&(dyn Fn(&str) + Send + Sync)>,
+    ) {
+        use crate::job::Outcome;
+        match outcome {
+            Outcome::Counted(counter) => {
+                if matches!(counter, Counter::Completed | Counter::Failed) {
+                    self.queue_wait.record(waited_nanos);
+                    self.run_time.record(ran_nanos);
+                }
+                self.count(counter);
+            }
+            Outcome::Panicked(message) => {
+                self.queue_wait.record(waited_nanos);
+                self.run_time.record(ran_nanos);
+                self.count(Counter::Panicked);
+                if let Some(hook) = on_panic {
+                    // A panicking hook must not take the worker down either.
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&message)));
+                }
+            }
+        }
+    }
+
     /// Adds this worker's counters and histograms into `stats`.
     pub(crate) fn add_to(&self, stats: &mut Stats) {
         stats.completed += self.completed.load(Ordering::Relaxed);
@@ -178,6 +210,50 @@ impl WorkerStats {
         stats.abandoned += self.abandoned.load(Ordering::Relaxed);
         self.queue_wait.add_to(&mut stats.queue_wait);
         self.run_time.add_to(&mut stats.run_time);
+    }
+}
+
+/// The stats of a pool's live workers, and the sums of the ones that left.
+#[derive(Default)]
+pub(crate) struct WorkerBook {
+    live: Vec<(usize, crate::sync::Arc<WorkerStats>)>,
+    retired: Stats,
+}
+
+impl WorkerBook {
+    pub(crate) fn join(&mut self, id: usize, stats: crate::sync::Arc<WorkerStats>) {
+        self.live.push((id, stats));
+    }
+
+    /// Worker `id` left (or never started): keep its counts, drop its cell.
+    pub(crate) fn leave(&mut self, id: usize) {
+        if let Some(index) = self.live.iter().position(|(w, _)| *w == id) {
+            let (_, stats) = self.live.swap_remove(index);
+            stats.add_to(&mut self.retired);
+        }
+    }
+
+    /// Workers running a job right now.
+    pub(crate) fn busy(&self) -> usize {
+        self.live
+            .iter()
+            .filter(|(_, stats)| stats.is_busy())
+            .count()
+    }
+
+    /// Counters and histograms summed over every worker, with the worker
+    /// gauges filled in.
+    pub(crate) fn snapshot(&self) -> Stats {
+        let mut stats = self.retired.clone();
+        let mut busy = 0;
+        for (_, worker) in &self.live {
+            worker.add_to(&mut stats);
+            busy += worker.is_busy() as usize;
+        }
+        stats.workers = self.live.len();
+        stats.busy = busy;
+        stats.idle = stats.workers - busy;
+        stats
     }
 }
 

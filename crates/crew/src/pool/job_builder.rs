@@ -3,11 +3,11 @@
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use super::shared::Wait;
 use super::Pool;
 use crate::context::{CancelToken, JobContext};
 use crate::error::SubmitError;
 use crate::handle::{Completer, Completion, JobHandle};
+use crate::intake::Wait;
 use crate::job::{job_box, Detached, JobOptions, JobOutput, Managed};
 
 /// Builds one job with options; made by [`Pool::job`].
@@ -48,7 +48,7 @@ impl<'p> JobBuilder<'p> {
     /// Runs the job in `key`'s lane: after every earlier job with the same
     /// key, and never at the same time as one.
     pub fn key<K: Hash + ?Sized>(mut self, key: &K) -> Self {
-        self.options.lane = Some(self.pool.shared().lanes.lane_of(key));
+        self.options.lane = Some(self.pool.shared().intake.lanes.lane_of(key));
         self
     }
 
@@ -120,9 +120,8 @@ impl<'p> JobBuilder<'p> {
         R: JobOutput,
     {
         let options = self.options;
-        let lane = options.lane;
         self.pool.shared().submit(job, wait, move |job| {
-            (job_box(Managed::new(adapt(job), options, Detached)), lane)
+            job_box(Managed::new(adapt(job), options, Detached))
         })
     }
 
@@ -136,12 +135,11 @@ impl<'p> JobBuilder<'p> {
         T: Send + 'static,
     {
         let options = self.options;
-        let lane = options.lane;
         let completion = Completion::new();
         let for_job = completion.clone();
         self.pool.shared().submit(job, Wait::Forever, move |job| {
             let deliver = Completer::new(for_job);
-            (job_box(Managed::new(adapt(job), options, deliver)), lane)
+            job_box(Managed::new(adapt(job), options, deliver))
         })?;
         Ok(JobHandle::new(completion))
     }

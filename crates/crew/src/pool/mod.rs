@@ -2,8 +2,7 @@
 
 mod builder;
 mod job_builder;
-mod lanes;
-mod queue;
+mod offload;
 mod shared;
 mod shutdown;
 mod sleep;
@@ -19,10 +18,11 @@ pub use shutdown::ShutdownReport;
 use crate::context::JobContext;
 use crate::error::SubmitError;
 use crate::handle::JobHandle;
+use crate::intake::{Wait, PAUSED};
 use crate::job::{job_box, JobOutput, Plain};
 use crate::stats::Stats;
-use crate::sync::{Arc, Ordering};
-use shared::{Shared, Wait, PAUSED};
+use crate::sync::Arc;
+use shared::Shared;
 
 /// A fixed set of worker threads fed from a bounded queue.
 ///
@@ -131,8 +131,7 @@ impl Pool {
         F: FnOnce() -> R + Send + 'static,
         R: JobOutput,
     {
-        self.shared()
-            .submit(job, wait, |f| (job_box(Plain(Some(f))), None))
+        self.shared().submit(job, wait, |f| job_box(Plain(Some(f))))
     }
 
     /// Queues many fire-and-forget jobs, reserving queue slots in bulk and
@@ -288,13 +287,7 @@ impl Pool {
     pub fn resize(&self, workers: usize) {
         assert!(workers > 0, "crew: a pool needs at least one worker");
         let shared = self.shared();
-        let old_target = shared.target_workers.swap(workers, Ordering::SeqCst);
-        let min = shared.min_workers.load(Ordering::SeqCst);
-        // A fixed pool (minimum = maximum) stays fixed at its new size; an
-        // elastic one keeps its minimum, lowered if above the new maximum.
-        if min >= old_target || min > workers {
-            shared.min_workers.store(workers, Ordering::SeqCst);
-        }
+        shared.headcount.retarget(workers);
         while shared.grow_if_below_target() {}
         shared.sleepers.wake_all();
     }
@@ -349,9 +342,9 @@ impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let shared = self.shared();
         f.debug_struct("Pool")
-            .field("workers", &shared.live_workers.load(Ordering::Relaxed))
-            .field("queued", &shared.queue.reserved())
-            .field("capacity", &shared.queue.capacity())
+            .field("workers", &shared.headcount.live())
+            .field("queued", &shared.intake.queue.reserved())
+            .field("capacity", &shared.intake.queue.capacity())
             .field("closed", &shared.is_closed())
             .finish()
     }

@@ -6,25 +6,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
-use super::lanes::Lanes;
-use super::queue::Queue;
 use super::sleep::Sleepers;
 use super::worker;
-use crate::clock::Clock;
 use crate::error::SubmitError;
-use crate::job::{JobBox, LaneId, Task};
-use crate::stats::{Stats, WorkerStats};
+use crate::headcount::Headcount;
+use crate::intake::{Intake, Task, Wait};
+use crate::job::JobBox;
+use crate::stats::{Stats, WorkerBook, WorkerStats};
 use crate::sync::{
-    fence, lock, thread, wait, wait_timeout, Arc, AtomicBool, AtomicU64, AtomicUsize, Condvar,
-    Mutex, Ordering,
+    fence, lock, thread, wait, wait_timeout, Arc, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering,
 };
-
-/// No new jobs are accepted.
-pub(crate) const CLOSED: usize = 1;
-/// Queued jobs are dropped instead of run (shutdown without drain).
-pub(crate) const DISCARD: usize = 2;
-/// Workers take no new jobs until `resume`.
-pub(crate) const PAUSED: usize = 4;
 
 /// Called with the panic message of every job that panics.
 pub(crate) type PanicHook = Arc<dyn Fn(&str) + Send + Sync>;
@@ -38,17 +29,6 @@ pub(crate) struct Config {
     pub(crate) on_panic: Option<PanicHook>,
 }
 
-/// How long a submission may wait for space.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    /// Not at all (`try_submit`).
-    No,
-    /// As long as it takes (`submit`).
-    Forever,
-    /// Until the instant (`submit_timeout`).
-    Until(Instant),
-}
-
 /// Worker threads and the counters of the ones that have exited.
 pub(crate) struct Registry {
     next_id: usize,
@@ -56,30 +36,21 @@ pub(crate) struct Registry {
     /// Ids of workers that exited on their own (reaped or retired by a
     /// shrink); their threads are joined the next time the registry is used.
     exited: Vec<usize>,
-    workers: Vec<(usize, Arc<WorkerStats>)>,
-    retired: Stats,
+    book: WorkerBook,
 }
 
 pub(crate) struct Shared {
-    pub(crate) queue: CachePadded<Queue>,
-    pub(crate) lanes: Lanes,
+    pub(crate) intake: Intake<JobBox>,
     pub(crate) sleepers: CachePadded<Sleepers>,
-    state: CachePadded<AtomicUsize>,
     /// Read by running jobs' contexts; tripped by a shutdown that cancels.
     pub(crate) stopping: AtomicBool,
-    rejected: AtomicU64,
-    pub(crate) abandoned: AtomicU64,
-    pub(crate) target_workers: AtomicUsize,
-    pub(crate) min_workers: AtomicUsize,
-    pub(crate) live_workers: AtomicUsize,
+    pub(crate) headcount: Headcount,
     registry: Mutex<Registry>,
-    discard_lock: Mutex<()>,
     /// Threads waiting for the pool to become idle or for workers to exit.
     watchers: AtomicUsize,
     watch_lock: Mutex<()>,
     watch_condvar: Condvar,
     pub(crate) config: Config,
-    pub(crate) clock: Clock,
 }
 
 impl Shared {
@@ -91,48 +62,39 @@ impl Shared {
         config: Config,
     ) -> Self {
         Shared {
-            queue: CachePadded::new(Queue::new(capacity)),
-            lanes: Lanes::new(),
+            intake: Intake::new(capacity),
             sleepers: CachePadded::new(Sleepers::new(max_spinning)),
-            state: CachePadded::new(AtomicUsize::new(0)),
             stopping: AtomicBool::new(false),
-            rejected: AtomicU64::new(0),
-            abandoned: AtomicU64::new(0),
-            target_workers: AtomicUsize::new(workers),
-            min_workers: AtomicUsize::new(min_workers),
-            live_workers: AtomicUsize::new(0),
+            headcount: Headcount::new(workers, min_workers),
             registry: Mutex::new(Registry {
                 next_id: 0,
                 threads: HashMap::new(),
                 exited: Vec::new(),
-                workers: Vec::new(),
-                retired: Stats::default(),
+                book: WorkerBook::default(),
             }),
-            discard_lock: Mutex::new(()),
             watchers: AtomicUsize::new(0),
             watch_lock: Mutex::new(()),
             watch_condvar: Condvar::new(),
             config,
-            clock: Clock::new(),
         }
     }
 
     #[inline]
     pub(crate) fn state(&self) -> usize {
-        self.state.load(Ordering::SeqCst)
+        self.intake.state()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.state() & CLOSED != 0
+        self.intake.is_closed()
     }
 
     pub(crate) fn set_state(&self, bits: usize) {
-        self.state.fetch_or(bits, Ordering::SeqCst);
+        self.intake.set_state(bits);
         self.sleepers.wake_all();
     }
 
     pub(crate) fn clear_state(&self, bits: usize) {
-        self.state.fetch_and(!bits, Ordering::SeqCst);
+        self.intake.clear_state(bits);
         self.sleepers.wake_all();
     }
 
@@ -143,14 +105,13 @@ impl Shared {
         self: &Arc<Self>,
         job: J,
         wait: Wait,
-        build: impl FnOnce(J) -> (JobBox, Option<LaneId>),
+        build: impl FnOnce(J) -> JobBox,
     ) -> Result<(), SubmitError<J>> {
         if let Err(reason) = self.reserve(1, wait) {
-            self.rejected.fetch_add(1, Ordering::Relaxed);
+            self.intake.reject(1);
             return Err(reason.map(|()| job));
         }
-        let (job, lane) = build(job);
-        self.enqueue_reserved(job, lane);
+        self.enqueue_reserved(build(job));
         Ok(())
     }
 
@@ -170,15 +131,14 @@ impl Shared {
                 Ok(got) => got,
                 Err(reason) => {
                     let rest: Vec<J> = jobs.collect();
-                    self.rejected
-                        .fetch_add(rest.len() as u64, Ordering::Relaxed);
+                    self.intake.reject(rest.len());
                     return Err(reason.map(|()| rest));
                 }
             };
             let mut used = 0;
-            let now = self.clock.now();
+            let now = self.intake.clock.now();
             for job in jobs.by_ref().take(got) {
-                self.queue.push(Task {
+                self.intake.queue.push(Task {
                     job: build(job),
                     enqueued_at: now,
                 });
@@ -207,58 +167,31 @@ impl Shared {
     /// Reserves between 1 and `want` slots; the error carries the reason.
     #[inline]
     fn reserve(&self, want: usize, wait: Wait) -> Result<usize, SubmitError<()>> {
+        let queue = &self.intake.queue;
         let got = match wait {
-            Wait::No => self.queue.try_reserve(want),
-            Wait::Forever => self.queue.reserve_blocking(want, None, || self.is_closed()),
-            Wait::Until(deadline) => self
-                .queue
-                .reserve_blocking(want, Some(deadline), || self.is_closed()),
+            Wait::No => queue.try_reserve(want),
+            Wait::Forever => queue.reserve_blocking(want, None, || self.is_closed()),
+            Wait::Until(deadline) => {
+                queue.reserve_blocking(want, Some(deadline), || self.is_closed())
+            }
         };
-        if got == 0 {
-            return Err(match wait {
-                _ if self.is_closed() => SubmitError::Closed(()),
-                Wait::No => SubmitError::Full(()),
-                _ => SubmitError::Timeout(()),
-            });
-        }
-        // Checked again after reserving: a shutdown that closed the pool
-        // before this reservation is seen here, and one that closes it after
-        // sees the reservation and waits for this job (see `worker`).
-        if self.is_closed() {
-            self.unreserve(got);
-            return Err(SubmitError::Closed(()));
-        }
-        Ok(got)
+        self.intake
+            .settle_reservation(got, wait, |got| self.unreserve(got))
     }
 
     /// Returns reservations that will not be used.
     pub(crate) fn unreserve(&self, n: usize) {
-        self.queue.unreserve(n);
+        self.intake.queue.unreserve(n);
         if self.is_closed() {
             // Draining workers wait for the reservation count to reach zero.
             self.sleepers.wake_all();
         }
     }
 
-    /// Queues a task whose slot is reserved: through its lane if keyed.
+    /// Queues a job whose slot is reserved and makes sure a worker sees it.
     #[inline]
-    pub(crate) fn enqueue_reserved(self: &Arc<Self>, job: JobBox, lane: Option<LaneId>) {
-        let task = Task {
-            job,
-            enqueued_at: self.clock.now(),
-        };
-        let task = match lane {
-            None => task,
-            Some(lane) => match self.lanes.admit(lane, task) {
-                Some(task) => task,
-                // Waits behind its lane; its turn comes when the lane's
-                // current job ends.
-                None => return,
-            },
-        };
-        self.queue.push(task);
-        // While paused nobody may take it; `resume` wakes everyone.
-        if self.state() & PAUSED == 0 {
+    pub(crate) fn enqueue_reserved(self: &Arc<Self>, job: JobBox) {
+        if self.intake.enqueue_reserved(job) {
             self.notify_work();
         }
     }
@@ -266,7 +199,7 @@ impl Shared {
     /// Makes sure some worker will look at newly queued work.
     #[inline]
     pub(crate) fn notify_work(self: &Arc<Self>) {
-        if !self.sleepers.notify_work(|| self.queue.reserved()) {
+        if !self.sleepers.notify_work(|| self.intake.queue.reserved()) {
             self.grow_if_below_target();
         }
     }
@@ -280,21 +213,8 @@ impl Shared {
     /// Starts one worker if fewer than `limit` (and than the target) are
     /// alive. True if one was started.
     pub(crate) fn grow_if_below_target_up_to(self: &Arc<Self>, limit: usize) -> bool {
-        let mut live = self.live_workers.load(Ordering::SeqCst);
-        loop {
-            let target = self.target_workers.load(Ordering::SeqCst).min(limit);
-            if live >= target || self.is_closed() {
-                return false;
-            }
-            match self.live_workers.compare_exchange(
-                live,
-                live + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => break,
-                Err(actual) => live = actual,
-            }
+        if self.is_closed() || !self.headcount.claim_start(limit) {
+            return false;
         }
         self.start_worker()
     }
@@ -311,7 +231,7 @@ impl Shared {
             let mut registry = lock(&self.registry);
             let id = registry.next_id;
             registry.next_id += 1;
-            registry.workers.push((id, stats.clone()));
+            registry.book.join(id, stats.clone());
             id
         };
         let shared = self.clone();
@@ -327,9 +247,9 @@ impl Shared {
             Err(error) => {
                 // The OS refused a thread. Undo, and let the next submission
                 // try again; the jobs stay queued, nothing is lost.
-                registry.workers.retain(|(w, _)| *w != id);
+                registry.book.leave(id);
                 drop(registry);
-                self.live_workers.fetch_sub(1, Ordering::SeqCst);
+                self.headcount.unclaim();
                 eprintln!("crew: could not start a worker thread: {error}");
                 false
             }
@@ -348,14 +268,11 @@ impl Shared {
     pub(crate) fn worker_exited(&self, id: usize, still_counted: bool) {
         {
             let mut registry = lock(&self.registry);
-            if let Some(index) = registry.workers.iter().position(|(w, _)| *w == id) {
-                let (_, stats) = registry.workers.swap_remove(index);
-                stats.add_to(&mut registry.retired);
-            }
+            registry.book.leave(id);
             registry.exited.push(id);
         }
         if still_counted {
-            self.live_workers.fetch_sub(1, Ordering::SeqCst);
+            self.headcount.unclaim();
         }
         self.notify_watchers();
     }
@@ -395,16 +312,12 @@ impl Shared {
 
     /// Workers running a job right now.
     pub(crate) fn busy_workers(&self) -> usize {
-        lock(&self.registry)
-            .workers
-            .iter()
-            .filter(|(_, stats)| stats.is_busy())
-            .count()
+        lock(&self.registry).book.busy()
     }
 
     /// Nothing queued, nothing running.
     pub(crate) fn is_idle(&self) -> bool {
-        self.queue.reserved() == 0 && self.busy_workers() == 0
+        self.intake.queue.reserved() == 0 && self.busy_workers() == 0
     }
 
     /// Joins every worker thread that has exited (all of them after a drain).
@@ -425,53 +338,9 @@ impl Shared {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let (mut stats, busy, workers) = {
-            let registry = lock(&self.registry);
-            let mut stats = registry.retired.clone();
-            let mut busy = 0;
-            for (_, worker) in &registry.workers {
-                worker.add_to(&mut stats);
-                busy += worker.is_busy() as usize;
-            }
-            (stats, busy, registry.workers.len())
-        };
-        stats.submitted = self.queue.accepted();
-        stats.rejected = self.rejected.load(Ordering::Relaxed);
-        stats.abandoned += self.abandoned.load(Ordering::Relaxed);
-        stats.workers = workers;
-        stats.busy = busy;
-        stats.idle = workers - busy;
-        stats.queued = self.queue.reserved();
-        stats.queue_capacity = self.queue.capacity();
-        stats.lanes = self.lanes.active();
+        let mut stats = lock(&self.registry).book.snapshot();
+        self.intake.add_to(&mut stats);
         stats
-    }
-
-    /// Drops every task in the queue unrun (shutdown without drain).
-    ///
-    /// Workers and the shutdown call both do this; the lock makes the
-    /// shutdown wait for a worker that is half-way through, so its report
-    /// counts every job dropped before it returns.
-    pub(crate) fn discard_queued(&self) {
-        let _discarding = lock(&self.discard_lock);
-        while let Some(task) = self.queue.pop() {
-            self.discard(task);
-        }
-    }
-
-    /// Drops a task unrun (shutdown without drain), then every job queued
-    /// behind its lane, and frees their slots. Their handles report
-    /// `Abandoned`.
-    pub(crate) fn discard(&self, task: Task) {
-        let mut lane = task.job.lane();
-        drop(task);
-        self.abandoned.fetch_add(1, Ordering::Relaxed);
-        while let Some(next) = lane.and_then(|l| self.lanes.finish(l)) {
-            lane = next.job.lane();
-            drop(next);
-            self.queue.release_dropped(1);
-            self.abandoned.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }
 

@@ -2,8 +2,10 @@
 
 use std::time::Instant;
 
-use super::shared::{Shared, CLOSED, DISCARD, PAUSED};
+use super::shared::Shared;
 use super::worker::on_worker_of;
+use crate::intake::{CLOSED, DISCARD, PAUSED};
+use crate::stats::Stats;
 use crate::sync::{Arc, Ordering};
 
 /// What happened to the jobs a shutdown found.
@@ -31,32 +33,42 @@ impl std::fmt::Display for ShutdownReport {
     }
 }
 
-struct Before {
+/// The counters a shutdown starts from, so its report counts only what
+/// happened while it ran.
+pub(crate) struct Baseline {
     ran: u64,
     abandoned: u64,
 }
 
-fn counts(shared: &Shared) -> Before {
-    let stats = shared.stats();
-    Before {
-        ran: stats.completed + stats.failed + stats.panicked,
-        abandoned: stats.abandoned,
+fn ran(stats: &Stats) -> u64 {
+    stats.completed + stats.failed + stats.panicked
+}
+
+impl ShutdownReport {
+    pub(crate) fn baseline(stats: &Stats) -> Baseline {
+        Baseline {
+            ran: ran(stats),
+            abandoned: stats.abandoned,
+        }
     }
 }
 
-fn report(shared: &Shared, before: &Before, cancelled: u64) -> ShutdownReport {
-    let after = counts(shared);
-    ShutdownReport {
-        completed: after.ran - before.ran,
-        abandoned: after.abandoned - before.abandoned,
-        cancelled,
+impl Baseline {
+    /// The report, from the counters at the end and the running jobs
+    /// cancelled.
+    pub(crate) fn report(&self, after: &Stats, cancelled: u64) -> ShutdownReport {
+        ShutdownReport {
+            completed: ran(after) - self.ran,
+            abandoned: after.abandoned - self.abandoned,
+            cancelled,
+        }
     }
 }
 
 /// The number of workers a shutdown waits for: all of them, except the
 /// calling thread when a job shuts down its own pool.
 fn others_alive(shared: &Shared) -> usize {
-    let live = shared.live_workers.load(Ordering::SeqCst);
+    let live = shared.headcount.live();
     if on_worker_of(shared) {
         live.saturating_sub(1)
     } else {
@@ -73,41 +85,36 @@ fn others_alive(shared: &Shared) -> usize {
 fn close(shared: &Shared, also: usize) {
     shared.set_state(CLOSED | also);
     shared.clear_state(PAUSED);
-    shared.queue.wake_all_producers();
+    shared.intake.queue.wake_all_producers();
 }
 
 /// Closes, drains (until `deadline` if given), joins. Past the deadline it
 /// falls back to [`stop_now`].
 pub(crate) fn drain(shared: &Arc<Shared>, deadline: Option<Instant>) -> ShutdownReport {
-    let before = counts(shared);
+    let before = ShutdownReport::baseline(&shared.stats());
     close(shared, 0);
     let drained = shared.watch(deadline, || others_alive(shared) == 0);
     if !drained {
         let cancelled = discard_and_cancel(shared);
-        return report(shared, &before, cancelled);
+        return before.report(&shared.stats(), cancelled);
     }
     shared.join_all();
-    report(shared, &before, 0)
+    before.report(&shared.stats(), 0)
 }
 
 /// Closes, drops everything queued, cancels the running jobs' contexts.
 pub(crate) fn stop_now(shared: &Arc<Shared>) -> ShutdownReport {
-    let before = counts(shared);
+    let before = ShutdownReport::baseline(&shared.stats());
     shared.stopping.store(true, Ordering::SeqCst);
     close(shared, DISCARD);
     let cancelled = discard_and_cancel(shared);
-    report(shared, &before, cancelled)
+    before.report(&shared.stats(), cancelled)
 }
 
 fn discard_and_cancel(shared: &Shared) -> u64 {
     shared.stopping.store(true, Ordering::SeqCst);
     shared.set_state(DISCARD);
-    shared.discard_queued();
-    for task in shared.lanes.take_waiting() {
-        drop(task);
-        shared.queue.release_dropped(1);
-        shared.abandoned.fetch_add(1, Ordering::Relaxed);
-    }
+    shared.intake.discard_all();
     // Workers waiting for the last reservations to go must see them gone.
     shared.sleepers.wake_all();
     let mut busy = shared.busy_workers() as u64;

@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::job::{Outcome, RunEnv, Task};
-use crate::stats::{Counter, WorkerStats};
+use crate::intake::{Task, CLOSED, DISCARD, PAUSED};
+use crate::job::{JobBox, RunEnv};
+use crate::stats::WorkerStats;
 use crate::sync::{Arc, Ordering};
 
-use super::shared::{Shared, CLOSED, DISCARD, PAUSED};
+use super::shared::Shared;
 use super::sleep::{Parker, Wakeup};
 
 /// A sleeping worker re-checks the queue at least this often even when
@@ -64,7 +65,7 @@ pub(crate) fn run(shared: Arc<Shared>, id: usize, stats: Arc<WorkerStats>) {
     // A worker that leaves after a shrink or a reap may have been the one
     // woken for a job still in the queue: pass the wake-up on (it is off the
     // live count already, so an elastic pool can start a replacement).
-    if departure == Departure::Counted && !shared.queue.is_empty() {
+    if departure == Departure::Counted && !shared.intake.queue.is_empty() {
         shared.notify_work();
     }
     // Last: once this says the worker exited, another thread may join it.
@@ -103,25 +104,25 @@ impl Worker<'_> {
         loop {
             // Before every job, not only when idle: after a shrink, the extra
             // workers leave as soon as their current job ends.
-            if self.should_retire() {
+            if shared.headcount.try_retire() {
                 return Departure::Counted;
             }
             let state = shared.state();
             if state & DISCARD != 0 {
-                shared.discard_queued();
+                shared.intake.discard_queued();
             } else if state & PAUSED == 0 {
-                let oversubscribed = shared.live_workers.load(Ordering::Relaxed)
+                let oversubscribed = shared.headcount.live.load(Ordering::Relaxed)
                     > OVERSUBSCRIBED_PER_CPU * shared.config.cpus;
-                if let Some(task) = shared.queue.take(oversubscribed) {
+                if let Some(task) = shared.intake.queue.take(oversubscribed) {
                     self.idle_since = None;
                     self.stats.set_busy(true);
-                    shared.queue.release_taken();
+                    shared.intake.queue.release_taken();
                     self.found_work();
                     self.run_task(task);
                     continue;
                 }
             }
-            if state & CLOSED != 0 && shared.queue.reserved() == 0 {
+            if state & CLOSED != 0 && shared.intake.queue.reserved() == 0 {
                 // Drained. Wake the others so they see it too.
                 shared.sleepers.wake_all();
                 return Departure::Drained;
@@ -141,7 +142,7 @@ impl Worker<'_> {
                 Wakeup::Check | Wakeup::Recheck => {}
                 Wakeup::TimedOut => {
                     let idle_for = self.idle_since.get_or_insert_with(Instant::now).elapsed();
-                    if idle_for >= shared.config.keep_alive && self.try_reap() {
+                    if idle_for >= shared.config.keep_alive && shared.headcount.try_reap() {
                         return Departure::Counted;
                     }
                 }
@@ -169,7 +170,7 @@ impl Worker<'_> {
         // to the producer), a few microseconds in all before parking.
         let backoff = crossbeam_utils::Backoff::new();
         while !backoff.is_completed() {
-            if !shared.queue.is_empty() || shared.state() != seen {
+            if !shared.intake.queue.is_empty() || shared.state() != seen {
                 return true;
             }
             backoff.snooze();
@@ -185,7 +186,7 @@ impl Worker<'_> {
         if self.spinning {
             self.spinning = false;
             let shared = self.shared;
-            if shared.sleepers.stop_spinning() && !shared.queue.is_empty() {
+            if shared.sleepers.stop_spinning() && !shared.intake.queue.is_empty() {
                 shared.notify_work();
             }
         }
@@ -193,8 +194,7 @@ impl Worker<'_> {
 
     fn sleep(&mut self, seen: usize) -> Wakeup {
         let shared = self.shared;
-        let reapable =
-            shared.live_workers.load(Ordering::SeqCst) > shared.min_workers.load(Ordering::SeqCst);
+        let reapable = shared.headcount.reapable();
         if reapable && self.idle_since.is_none() {
             self.idle_since = Some(Instant::now());
         }
@@ -207,44 +207,13 @@ impl Worker<'_> {
         shared.sleepers.sleep(&self.parker, timeout, || {
             let state = shared.state();
             state != seen
-                || (state & PAUSED == 0 && !shared.queue.is_empty())
-                || (state & CLOSED != 0 && shared.queue.reserved() == 0)
-                || shared.live_workers.load(Ordering::SeqCst)
-                    > shared.target_workers.load(Ordering::SeqCst)
+                || (state & PAUSED == 0 && !shared.intake.queue.is_empty())
+                || (state & CLOSED != 0 && shared.intake.queue.reserved() == 0)
+                || shared.headcount.over_target()
         })
     }
 
-    /// Leaves if the pool has more workers than its target (after `resize`).
-    fn should_retire(&self) -> bool {
-        self.leave_if(|live| live > self.shared.target_workers.load(Ordering::SeqCst))
-    }
-
-    /// Leaves after an idle keep-alive if the pool is above its minimum.
-    fn try_reap(&self) -> bool {
-        let shared = self.shared;
-        self.leave_if(|live| {
-            live > shared
-                .min_workers
-                .load(Ordering::SeqCst)
-                .min(shared.target_workers.load(Ordering::SeqCst))
-        })
-    }
-
-    /// Claims a departure by taking this worker off the live count, so two
-    /// idle workers can never both leave for the same excess slot.
-    fn leave_if(&self, excess: impl Fn(usize) -> bool) -> bool {
-        let live = &self.shared.live_workers;
-        let mut current = live.load(Ordering::SeqCst);
-        while excess(current) {
-            match live.compare_exchange(current, current - 1, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return true,
-                Err(actual) => current = actual,
-            }
-        }
-        false
-    }
-
-    fn run_task(&mut self, task: Task) {
+    fn run_task(&mut self, task: Task<JobBox>) {
         let shared = self.shared;
         let stats = self.stats;
         let Task {
@@ -252,41 +221,21 @@ impl Worker<'_> {
             enqueued_at,
         } = task;
         let lane = job.lane();
-        let started = self.last_end.take().unwrap_or_else(|| shared.clock.now());
+        let started = self
+            .last_end
+            .take()
+            .unwrap_or_else(|| shared.intake.clock.now());
         let env = RunEnv {
             pool_stopping: &shared.stopping,
         };
         let outcome = job.run(&env);
-        let ended = shared.clock.now();
+        let ended = shared.intake.clock.now();
         self.last_end = Some(ended);
-        let ran_for = shared.clock.nanos_between(started, ended);
-        // Both histograms describe jobs that started; a job skipped as
-        // expired or cancelled only lands in its counter.
-        let waited = shared.clock.nanos_between(enqueued_at, started);
-        match outcome {
-            Outcome::Counted(counter) => {
-                if matches!(counter, Counter::Completed | Counter::Failed) {
-                    stats.queue_wait.record(waited);
-                    stats.run_time.record(ran_for);
-                }
-                stats.count(counter);
-            }
-            Outcome::Panicked(message) => {
-                stats.queue_wait.record(waited);
-                stats.run_time.record(ran_for);
-                stats.count(Counter::Panicked);
-                if let Some(hook) = &shared.config.on_panic {
-                    // A panicking hook must not take the worker down either.
-                    let _ =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&message)));
-                }
-            }
-        }
-        if let Some(lane) = lane {
-            if let Some(next) = shared.lanes.finish(lane) {
-                shared.queue.push(next);
-                shared.notify_work();
-            }
+        let ran_for = shared.intake.clock.nanos_between(started, ended);
+        let waited = shared.intake.clock.nanos_between(enqueued_at, started);
+        stats.record(outcome, waited, ran_for, shared.config.on_panic.as_deref());
+        if shared.intake.hand_over(lane) {
+            shared.notify_work();
         }
         // Only now: `wait_idle` returns once no worker is busy, and by then
         // this job must be in the counters and its lane handed over.

@@ -8,12 +8,13 @@
 //! storage never holds more tasks than there are reservations, so pushing
 //! into it cannot fail.
 
+use std::future::poll_fn;
 use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
-use crate::job::Task;
-use crate::sync::{lock, wait, wait_timeout, AtomicUsize, Condvar, Mutex, Ordering};
+use super::space::{Registration, SpaceWaiters};
+use crate::sync::{lock, AtomicUsize, Mutex, Ordering};
 
 /// Up to this capacity the storage is a preallocated ring; above it (and for
 /// unbounded queues) a segmented queue that grows and shrinks with use, so a
@@ -22,13 +23,13 @@ use crate::sync::{lock, wait, wait_timeout, AtomicUsize, Condvar, Mutex, Orderin
 const RING_MAX: usize = 1 << 16;
 
 #[cfg(not(loom))]
-enum Storage {
-    Ring(crossbeam_queue::ArrayQueue<Task>),
-    Segmented(crossbeam_queue::SegQueue<Task>),
+enum Storage<T> {
+    Ring(crossbeam_queue::ArrayQueue<T>),
+    Segmented(crossbeam_queue::SegQueue<T>),
 }
 
 #[cfg(not(loom))]
-impl Storage {
+impl<T> Storage<T> {
     fn new(capacity: Option<usize>) -> Self {
         match capacity {
             Some(cap) if cap <= RING_MAX => Storage::Ring(crossbeam_queue::ArrayQueue::new(cap)),
@@ -37,7 +38,7 @@ impl Storage {
     }
 
     #[inline]
-    fn push(&self, task: Task) {
+    fn push(&self, task: T) {
         match self {
             Storage::Ring(ring) => {
                 if ring.push(task).is_err() {
@@ -49,7 +50,7 @@ impl Storage {
     }
 
     #[inline]
-    fn pop(&self) -> Option<Task> {
+    fn pop(&self) -> Option<T> {
         match self {
             Storage::Ring(ring) => ring.pop(),
             Storage::Segmented(seg) => seg.pop(),
@@ -68,17 +69,17 @@ impl Storage {
 // lock-free queues, and the protocols modelled are the ones around the
 // storage (reservations, wake-ups, shutdown), not the storage itself.
 #[cfg(loom)]
-struct Storage(Mutex<std::collections::VecDeque<Task>>);
+struct Storage<T>(Mutex<std::collections::VecDeque<T>>);
 
 #[cfg(loom)]
-impl Storage {
+impl<T> Storage<T> {
     fn new(_capacity: Option<usize>) -> Self {
         Storage(Mutex::new(std::collections::VecDeque::new()))
     }
-    fn push(&self, task: Task) {
+    fn push(&self, task: T) {
         lock(&self.0).push_back(task);
     }
-    fn pop(&self) -> Option<Task> {
+    fn pop(&self) -> Option<T> {
         lock(&self.0).pop_front()
     }
     fn is_empty(&self) -> bool {
@@ -96,15 +97,8 @@ struct ProducerSide {
     taken_seen: AtomicUsize,
 }
 
-/// Producers blocked on a full queue.
-struct SpaceWaiters {
-    count: AtomicUsize,
-    lock: Mutex<()>,
-    condvar: Condvar,
-}
-
-pub(crate) struct Queue {
-    storage: Storage,
+pub(crate) struct Queue<T> {
+    storage: Storage<T>,
     /// When workers far outnumber CPUs, they take jobs one at a
     /// time. crossbeam's queues spin, without yielding, while a push they can
     /// see is half-done; with hundreds of workers on two cores, a producer
@@ -131,7 +125,7 @@ pub(crate) struct Queue {
     space: SpaceWaiters,
 }
 
-impl Queue {
+impl<T> Queue<T> {
     pub(crate) fn new(capacity: Option<usize>) -> Self {
         Queue {
             storage: Storage::new(capacity),
@@ -144,11 +138,7 @@ impl Queue {
             capacity: capacity.unwrap_or(usize::MAX),
             low_water: capacity.map_or(usize::MAX, |cap| cap - (cap / 4).max(1)),
             bounded: capacity.is_some(),
-            space: SpaceWaiters {
-                count: AtomicUsize::new(0),
-                lock: Mutex::new(()),
-                condvar: Condvar::new(),
-            },
+            space: SpaceWaiters::new(),
         }
     }
 
@@ -220,31 +210,31 @@ impl Queue {
         if got > 0 {
             return got;
         }
-        let mut guard = lock(&self.space.lock);
-        loop {
-            // Registered before the re-check: a worker that frees a slot after
-            // the re-check sees the count and notifies under the lock, which
-            // it can only take once this thread is waiting (no lost wake-up).
-            // The notifier resets the count, so each waiter registers again
-            // on every round; a waiter that leaves without being woken leaves
-            // its mark behind, which costs one spurious notify later, never a
-            // missed one.
-            self.space.count.fetch_add(1, Ordering::SeqCst);
-            let got = self.try_reserve(want);
-            if got > 0 || give_up() {
-                return got;
-            }
-            guard = match deadline {
-                None => wait(&self.space.condvar, guard),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return 0;
-                    }
-                    wait_timeout(&self.space.condvar, guard, deadline - now)
-                }
-            };
+        self.space
+            .block_until(deadline, || {
+                let got = self.try_reserve(want);
+                (got > 0 || give_up()).then_some(got)
+            })
+            .unwrap_or(0)
+    }
+
+    /// The async form of [`reserve_blocking`](Self::reserve_blocking)
+    /// without a deadline (callers race it against a timer): the task waits
+    /// until it gets at least one slot, or until `give_up` turns true (then
+    /// 0). No thread is blocked.
+    pub(crate) async fn reserve_async(&self, want: usize, give_up: impl Fn() -> bool) -> usize {
+        let got = self.try_reserve(want);
+        if got > 0 || give_up() {
+            return got;
         }
+        let mut registration: Registration = None;
+        poll_fn(|cx| {
+            self.space.poll_until(cx, &mut registration, || {
+                let got = self.try_reserve(want);
+                (got > 0 || give_up()).then_some(got)
+            })
+        })
+        .await
     }
 
     /// Gives back `n` reservations that will not be used (the pool closed
@@ -252,20 +242,20 @@ impl Queue {
     /// lanes).
     pub(crate) fn unreserve(&self, n: usize) {
         self.producers.accepted.fetch_sub(n, Ordering::SeqCst);
-        if self.space.count.load(Ordering::SeqCst) > 0 {
+        if self.space.any() {
             self.wake_all_producers();
         }
     }
 
     /// Stores a task whose slot is already reserved.
     #[inline]
-    pub(crate) fn push(&self, task: Task) {
+    pub(crate) fn push(&self, task: T) {
         self.storage.push(task);
     }
 
     /// Takes a task and frees its slot.
     #[inline]
-    pub(crate) fn pop(&self) -> Option<Task> {
+    pub(crate) fn pop(&self) -> Option<T> {
         let task = self.take(true)?;
         self.release(1);
         Some(task)
@@ -276,7 +266,7 @@ impl Queue {
     /// a worker marks itself busy in between, so nobody can see the job
     /// neither queued nor running (`wait_idle` would return too early).
     #[inline]
-    pub(crate) fn take(&self, oversubscribed: bool) -> Option<Task> {
+    pub(crate) fn take(&self, oversubscribed: bool) -> Option<T> {
         if !oversubscribed {
             return self.storage.pop();
         }
@@ -318,7 +308,7 @@ impl Queue {
         // Producers only wait when the queue is full, so one that registered
         // before this release is woken at the latest when the level crosses
         // `low_water`; one that registers after it re-checks and finds room.
-        if self.space.count.load(Ordering::SeqCst) > 0 {
+        if self.space.any() {
             let left = self.producers.accepted.load(Ordering::SeqCst) - taken;
             if left <= self.low_water {
                 self.wake_all_producers();
@@ -328,10 +318,6 @@ impl Queue {
 
     /// Wakes every blocked producer so it can see that the pool closed.
     pub(crate) fn wake_all_producers(&self) {
-        let _guard = lock(&self.space.lock);
-        // Everyone woken re-registers if it has to wait again; until then no
-        // other release needs to pay for a notify.
-        self.space.count.store(0, Ordering::SeqCst);
-        self.space.condvar.notify_all();
+        self.space.wake_all();
     }
 }

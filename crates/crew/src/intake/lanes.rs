@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
 use crossbeam_utils::CachePadded;
 
-use crate::job::{LaneId, Task};
+use crate::job::LaneId;
 use crate::sync::{lock, AtomicUsize, Mutex, Ordering};
 
 const SHARDS: usize = 64;
@@ -36,15 +36,15 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type LaneMap = HashMap<LaneId, VecDeque<Task>, BuildHasherDefault<IdentityHasher>>;
+type LaneMap<T> = HashMap<LaneId, VecDeque<T>, BuildHasherDefault<IdentityHasher>>;
 
-pub(crate) struct Lanes {
-    shards: Box<[CachePadded<Mutex<LaneMap>>]>,
+pub(crate) struct Lanes<T> {
+    shards: Box<[CachePadded<Mutex<LaneMap<T>>>]>,
     active: AtomicUsize,
     hasher: std::collections::hash_map::RandomState,
 }
 
-impl Lanes {
+impl<T> Lanes<T> {
     pub(crate) fn new() -> Self {
         Lanes {
             shards: (0..SHARDS)
@@ -60,7 +60,7 @@ impl Lanes {
         self.hasher.hash_one(key)
     }
 
-    fn shard(&self, lane: LaneId) -> &Mutex<LaneMap> {
+    fn shard(&self, lane: LaneId) -> &Mutex<LaneMap<T>> {
         // The low bits pick the bucket inside the map; use high bits here so
         // shards and buckets do not correlate.
         &self.shards[(lane >> 58) as usize % SHARDS]
@@ -73,7 +73,7 @@ impl Lanes {
 
     /// Admits a keyed task. Returns it back when its lane was idle (the
     /// caller pushes it to the shared queue); otherwise it waits in the lane.
-    pub(crate) fn admit(&self, lane: LaneId, task: Task) -> Option<Task> {
+    pub(crate) fn admit(&self, lane: LaneId, task: T) -> Option<T> {
         let mut map = lock(self.shard(lane));
         match map.get_mut(&lane) {
             Some(waiting) => {
@@ -91,7 +91,7 @@ impl Lanes {
     /// The lane's current job ended (ran, or was skipped). Returns the lane's
     /// next job, which the caller pushes to the shared queue, or `None` after
     /// removing the now idle lane.
-    pub(crate) fn finish(&self, lane: LaneId) -> Option<Task> {
+    pub(crate) fn finish(&self, lane: LaneId) -> Option<T> {
         let mut map = lock(self.shard(lane));
         let waiting = map.get_mut(&lane)?;
         if let Some(next) = waiting.pop_front() {
@@ -108,7 +108,7 @@ impl Lanes {
 
     /// Removes every job waiting behind a busy lane (shutdown without drain).
     /// The lanes stay marked busy until their running job ends.
-    pub(crate) fn take_waiting(&self) -> Vec<Task> {
+    pub(crate) fn take_waiting(&self) -> Vec<T> {
         let mut taken = Vec::new();
         for shard in self.shards.iter() {
             for waiting in lock(shard).values_mut() {
