@@ -22,3 +22,4 @@ RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR}-loom" \
 echo "== examples (each checks its own claims and exits non-zero if one fails)"
 cargo run --release -q -p crew --example sessions_backlog
 cargo run --release -q -p crew --example request_handler
+cargo run --release -q -p crew --example http_burst -- --mode crew

@@ -336,6 +336,7 @@ pub fn run(opts: &SuiteOptions, progress: &mut dyn FnMut(&Progress)) -> MemoryTa
     let isolated = opts.b5_child.is_some();
     let mut rows: Vec<MemoryRow> = IMPLS
         .iter()
+        .filter(|&&i| opts.measures(i))
         .map(|&implementation| MemoryRow {
             implementation,
             samples: Vec::new(),

@@ -1,10 +1,19 @@
 //! Benchmark harness for crew.
 //!
-//! Runs the thread-pool workloads of `spec/bench.md` (B1, B2, B3 and B5) and
-//! measures, **in the same run**, crew's [`crew::Pool`] beside its Rust peers
-//! (`threadpool`, `rayon`, a crossbeam-channel worker loop of boxed closures):
-//! on a shared, noisy machine a ratio from one run holds where an absolute
-//! figure does not.
+//! Runs the workloads of `spec/bench.md` and measures, **in the same run**,
+//! crew beside its Rust peers: on a shared, noisy machine a ratio from one
+//! run holds where an absolute figure does not.
+//!
+//! - Thread pools (B1, B2, B3, B5): [`crew::Pool`] beside `threadpool`,
+//!   `rayon` and a crossbeam-channel worker loop of boxed closures.
+//! - Async (B1-async, B3-async): [`crew::AsyncPool`] beside tokio
+//!   `Semaphore` + `JoinSet`, mpsc-fed worker tasks and `buffer_unordered`,
+//!   on a tokio multi-thread runtime (see [`async_peers`]); B3-async also
+//!   runs bare tokio tasks, the ceiling.
+//! - B6: queue wait under a steady 80% load, for `AsyncPool` and `Pool`
+//!   (see [`b6`]).
+//! - Offload: [`crew::Pool::run`] from many tasks beside
+//!   `tokio::task::spawn_blocking` (see [`offload`]).
 //!
 //! Measuring is separate from printing: [`run_suite`] (or
 //! [`run_suite_with_progress`]) returns a [`Report`], which
@@ -21,12 +30,17 @@
 //!
 //! Benchmarks are not tests: nothing here asserts a time.
 
+pub mod async_peers;
 pub mod b1;
+pub mod b1_async;
 pub mod b2;
 pub mod b3;
+pub mod b3_async;
 pub mod b5;
+pub mod b6;
 pub mod machine;
 pub mod measure;
+pub mod offload;
 pub mod peers;
 pub mod report;
 
@@ -51,11 +65,41 @@ pub enum Workload {
     B3,
     /// Memory per job queued into a paused pool.
     B5,
+    /// B1 for async pools: tiny async jobs, at 2 and 40 workers.
+    B1Async,
+    /// B3 for async pools: jobs that each `tokio::time::sleep` 1 ms, on
+    /// 1,000 workers, with bare tokio tasks as the ceiling.
+    B3Async,
+    /// Queue wait of B3-style jobs offered at 80% of the measured capacity.
+    B6,
+    /// `Pool::run` from many async tasks beside `spawn_blocking`.
+    Offload,
 }
 
 impl Workload {
-    /// Every workload this harness runs, in order.
-    pub const ALL: [Workload; 4] = [Workload::B1, Workload::B2, Workload::B3, Workload::B5];
+    /// Every workload this harness runs, in order (B6 after B3 and
+    /// B3-async, whose figures it uses).
+    pub const ALL: [Workload; 8] = [
+        Workload::B1,
+        Workload::B2,
+        Workload::B3,
+        Workload::B5,
+        Workload::B1Async,
+        Workload::B3Async,
+        Workload::B6,
+        Workload::Offload,
+    ];
+
+    /// The thread-pool workloads.
+    pub const THREAD: [Workload; 4] = [Workload::B1, Workload::B2, Workload::B3, Workload::B5];
+
+    /// The workloads that run on a tokio runtime.
+    pub const ASYNC: [Workload; 4] = [
+        Workload::B1Async,
+        Workload::B3Async,
+        Workload::B6,
+        Workload::Offload,
+    ];
 }
 
 impl fmt::Display for Workload {
@@ -65,6 +109,10 @@ impl fmt::Display for Workload {
             Workload::B2 => "B2",
             Workload::B3 => "B3",
             Workload::B5 => "B5",
+            Workload::B1Async => "B1-async",
+            Workload::B3Async => "B3-async",
+            Workload::B6 => "B6",
+            Workload::Offload => "offload",
         };
         f.write_str(s)
     }
@@ -74,16 +122,26 @@ impl FromStr for Workload {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_uppercase().as_str() {
+        let key: String = s
+            .trim()
+            .chars()
+            .filter(|c| !matches!(c, '-' | '_' | ' '))
+            .collect::<String>()
+            .to_ascii_uppercase();
+        match key.as_str() {
             "B1" => Ok(Workload::B1),
             "B2" => Ok(Workload::B2),
             "B3" => Ok(Workload::B3),
             "B5" => Ok(Workload::B5),
-            "B4" | "B6" => Err(format!(
-                "{s} is not a thread-pool workload this harness runs (B1, B2, B3, B5)"
+            "B1ASYNC" => Ok(Workload::B1Async),
+            "B3ASYNC" => Ok(Workload::B3Async),
+            "B6" => Ok(Workload::B6),
+            "OFFLOAD" => Ok(Workload::Offload),
+            "B4" => Err(format!(
+                "{s} is not a workload this harness runs (B4 has its own pipeline harness)"
             )),
             _ => Err(format!(
-                "unknown workload {s:?} (expected B1, B2, B3 or B5)"
+                "unknown workload {s:?} (expected B1, B2, B3, B5, B1-async, B3-async, B6 or offload)"
             )),
         }
     }
@@ -130,8 +188,39 @@ pub struct SuiteOptions {
     /// [`b5::child_main`]; the harness appends `<impl> <jobs> <workers>`.
     /// `None` measures in-process.
     pub b5_child: Option<Vec<OsString>>,
-    /// Longest one run of one cell may take before it is reported as hung.
+    /// Longest one run of one cell may take before it is reported as hung
+    /// (for B6, on top of its duration).
     pub cell_timeout: Duration,
+    /// Async workloads: worker threads of the tokio multi-thread runtime
+    /// each run gets.
+    pub runtime_threads: usize,
+    /// B1-async: number of jobs.
+    pub b1_async_jobs: u64,
+    /// B1-async: worker counts, one table each.
+    pub b1_async_workers: Vec<usize>,
+    /// B3-async: number of jobs.
+    pub b3_async_jobs: u64,
+    /// B3-async: workers (and bare tasks for the ceiling).
+    pub b3_async_workers: usize,
+    /// B3-async: how long each job sleeps (`tokio::time::sleep`).
+    pub b3_async_sleep: Duration,
+    /// B6: how long jobs are offered, per pool. B6's `AsyncPool` uses B3-async's
+    /// workers and sleep, its `Pool` B3's.
+    pub b6_duration: Duration,
+    /// B6: the offered rate as a fraction of the measured capacity.
+    pub b6_load: f64,
+    /// B6: whether to measure the thread `Pool` too (beside `AsyncPool`).
+    pub b6_thread_pool: bool,
+    /// Offload: number of jobs.
+    pub offload_jobs: u64,
+    /// Offload: concurrent tokio tasks offloading jobs, one at a time each.
+    pub offload_tasks: usize,
+    /// Offload: threads of the `crew::Pool` that `Pool::run` offloads to.
+    pub offload_workers: usize,
+    /// If set, only these implementations get rows in the throughput and
+    /// memory tables (e.g. one implementation alone, to profile it). B6
+    /// is not filtered.
+    pub impls: Option<Vec<Impl>>,
 }
 
 impl SuiteOptions {
@@ -155,10 +244,24 @@ impl SuiteOptions {
             b5_workers: 4,
             b5_child: None,
             cell_timeout: Duration::from_secs(120),
+            runtime_threads: 2,
+            b1_async_jobs: 1_000_000,
+            b1_async_workers: vec![2, 40],
+            b3_async_jobs: 200_000,
+            b3_async_workers: 1_000,
+            b3_async_sleep: Duration::from_millis(1),
+            b6_duration: Duration::from_secs(60),
+            b6_load: 0.8,
+            b6_thread_pool: true,
+            offload_jobs: 1_000_000,
+            offload_tasks: 64,
+            offload_workers: 2,
+            impls: None,
         }
     }
 
-    /// A smoke run: every job count divided by 10, same workers and work per job.
+    /// A smoke run: every job count and B6's duration divided by 10, same
+    /// workers and work per job.
     pub fn quick() -> Self {
         let mut o = Self::full();
         o.quick = true;
@@ -166,12 +269,21 @@ impl SuiteOptions {
         o.b2_jobs /= 10;
         o.b3_jobs /= 10;
         o.b5_jobs /= 10;
+        o.b1_async_jobs /= 10;
+        o.b3_async_jobs /= 10;
+        o.b6_duration /= 10;
+        o.offload_jobs /= 10;
         o
     }
 
     /// Whether `w` is selected.
     pub fn runs(&self, w: Workload) -> bool {
         self.workloads.contains(&w)
+    }
+
+    /// Whether `imp` gets a row (see [`impls`](Self::impls)).
+    pub fn measures(&self, imp: Impl) -> bool {
+        self.impls.as_ref().is_none_or(|v| v.contains(&imp))
     }
 }
 
@@ -199,6 +311,16 @@ pub fn run_suite_with_progress(opts: &SuiteOptions, progress: &mut dyn FnMut(&Pr
             Workload::B2 => report.b2 = Some(b2::run(opts, progress)),
             Workload::B3 => report.b3 = Some(b3::run(opts, progress)),
             Workload::B5 => report.b5 = Some(b5::run(opts, progress)),
+            Workload::B1Async => report.b1_async = b1_async::run(opts, progress),
+            Workload::B3Async => report.b3_async = Some(b3_async::run(opts, progress)),
+            Workload::B6 => {
+                let capacity = b6::Capacities {
+                    async_pool: report.b3_async.as_ref(),
+                    thread_pool: report.b3.as_ref(),
+                };
+                report.b6 = Some(b6::run(opts, capacity, progress));
+            }
+            Workload::Offload => report.offload = Some(offload::run(opts, progress)),
         }
     }
     report

@@ -9,23 +9,80 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use crew_bench::{b5, run_suite_with_progress, Progress, Statistic, SuiteOptions, Workload};
+use crew_bench::{b5, run_suite_with_progress, Impl, Progress, Statistic, SuiteOptions, Workload};
 
 /// Hidden subcommand through which the suite re-executes itself for B5.
 const B5_CHILD: &str = "__b5-child";
 
-/// Runs crew's thread-pool benchmark workloads (B1, B2, B3, B5 of
-/// spec/bench.md) with crew beside threadpool, rayon and a crossbeam worker
-/// loop, all in the same run.
+/// Runs crew's benchmark workloads (spec/bench.md) with crew beside its
+/// peers, all in the same run: the thread pools (B1, B2, B3, B5: crew `Pool`
+/// beside threadpool, rayon and a crossbeam worker loop), the async pools
+/// (B1-async, B3-async: crew `AsyncPool` beside tokio Semaphore + JoinSet,
+/// mpsc-fed worker tasks and buffer_unordered), B6 (queue wait at 80% load)
+/// and offload (`Pool::run` beside `spawn_blocking`).
+///
+/// Examples: `crew-bench --out docs/benchmarks.md` (everything);
+/// `crew-bench --only async` (B1-async, B3-async, B6, offload);
+/// `crew-bench --quick --only B1-async,B3-async,B6 --b6-secs 2 --repeat 1`
+/// (a smoke run).
 #[derive(Debug, Parser)]
 #[command(name = "crew-bench", version)]
 struct Cli {
-    /// Scaled-down job counts (÷10) for a smoke run.
+    /// Scaled-down job counts (÷10, and B6's duration ÷10) for a smoke run.
     #[arg(long)]
     quick: bool,
-    /// Only these workloads, comma-separated (e.g. `B1,B3`).
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<Workload>,
+    /// Only these workloads, comma-separated: B1, B2, B3, B5, B1-async,
+    /// B3-async, B6, offload, or the groups `thread` (B1, B2, B3, B5),
+    /// `async` (B1-async, B3-async, B6, offload) and `all`. They run in that
+    /// order whatever the order given.
+    #[arg(long, value_delimiter = ',', value_parser = parse_selection)]
+    only: Vec<Selection>,
+    /// B1: jobs per run (default 1,000,000; --quick 100,000).
+    #[arg(long, value_name = "N")]
+    b1_jobs: Option<u64>,
+    /// B1: worker counts, comma-separated, one table each (default 2,40).
+    #[arg(long, value_name = "N,..", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    b1_workers: Vec<u64>,
+    /// B2: jobs per run (default 200,000; --quick 20,000).
+    #[arg(long, value_name = "N")]
+    b2_jobs: Option<u64>,
+    /// B3: jobs per run (default 200,000; --quick 20,000).
+    #[arg(long, value_name = "N")]
+    b3_jobs: Option<u64>,
+    /// B5: jobs queued per run (default 1,000,000; --quick 100,000).
+    #[arg(long, value_name = "N")]
+    b5_jobs: Option<u64>,
+    /// B1-async: jobs per run (default 1,000,000; --quick 100,000).
+    #[arg(long, value_name = "N")]
+    b1_async_jobs: Option<u64>,
+    /// B1-async: worker counts, comma-separated, one table each (default 2,40).
+    #[arg(long, value_name = "N,..", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(1..))]
+    b1_async_workers: Vec<u64>,
+    /// B3-async: jobs per run (default 200,000; --quick 20,000).
+    #[arg(long, value_name = "N")]
+    b3_async_jobs: Option<u64>,
+    /// B6: seconds of offered load per pool (default 60; --quick 6).
+    #[arg(long, value_name = "SECS")]
+    b6_secs: Option<f64>,
+    /// B6: the offered rate as a fraction of the measured capacity.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.8)]
+    b6_load: f64,
+    /// B6: measure only `AsyncPool`, not the thread `Pool`.
+    #[arg(long)]
+    b6_async_only: bool,
+    /// Offload: jobs per run (default 1,000,000; --quick 100,000).
+    #[arg(long, value_name = "N")]
+    offload_jobs: Option<u64>,
+    /// Only these implementations in the throughput and memory tables,
+    /// comma-separated (e.g. `crew-async` alone, to profile it): crew,
+    /// crew-batch, threadpool, rayon, crossbeam, single-thread,
+    /// bare-threads, crew-async, tokio-semaphore, tokio-mpsc,
+    /// buffer-unordered, bare-tasks, crew-run, spawn-blocking.
+    #[arg(long, value_delimiter = ',', value_parser = parse_impl)]
+    impls: Vec<Impl>,
+    /// Async workloads: worker threads of the tokio runtime.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    runtime_threads: u64,
     /// Recorded runs per cell (after one unrecorded warm-up run).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     repeat: u64,
@@ -47,6 +104,23 @@ struct Cli {
     b5_in_process: bool,
     #[command(subcommand)]
     command: Option<Cmd>,
+}
+
+/// One item of `--only`: a workload or a group of them.
+#[derive(Debug, Clone)]
+struct Selection(Vec<Workload>);
+
+fn parse_selection(s: &str) -> Result<Selection, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "all" => Ok(Selection(Workload::ALL.to_vec())),
+        "thread" | "threads" => Ok(Selection(Workload::THREAD.to_vec())),
+        "async" => Ok(Selection(Workload::ASYNC.to_vec())),
+        _ => s.parse().map(|w| Selection(vec![w])),
+    }
+}
+
+fn parse_impl(s: &str) -> Result<Impl, String> {
+    Impl::from_name(s.trim()).ok_or_else(|| format!("unknown implementation {s:?}"))
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -95,7 +169,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         SuiteOptions::full()
     };
     if !cli.only.is_empty() {
-        opts.workloads = cli.only.clone();
+        let chosen: Vec<Workload> = cli.only.iter().flat_map(|s| s.0.iter().copied()).collect();
+        opts.workloads = Workload::ALL
+            .into_iter()
+            .filter(|w| chosen.contains(w))
+            .collect();
+    }
+    let set = |field: &mut u64, value: Option<u64>| {
+        if let Some(v) = value {
+            *field = v.max(1);
+        }
+    };
+    set(&mut opts.b1_jobs, cli.b1_jobs);
+    set(&mut opts.b2_jobs, cli.b2_jobs);
+    set(&mut opts.b3_jobs, cli.b3_jobs);
+    set(&mut opts.b5_jobs, cli.b5_jobs);
+    set(&mut opts.b1_async_jobs, cli.b1_async_jobs);
+    set(&mut opts.b3_async_jobs, cli.b3_async_jobs);
+    set(&mut opts.offload_jobs, cli.offload_jobs);
+    if !cli.b1_workers.is_empty() {
+        opts.b1_workers = cli.b1_workers.iter().map(|&w| w as usize).collect();
+    }
+    if !cli.b1_async_workers.is_empty() {
+        opts.b1_async_workers = cli.b1_async_workers.iter().map(|&w| w as usize).collect();
+    }
+    if let Some(secs) = cli.b6_secs {
+        opts.b6_duration = Duration::try_from_secs_f64(secs.max(0.0))
+            .with_context(|| format!("--b6-secs {secs}"))?;
+    }
+    anyhow::ensure!(
+        cli.b6_load > 0.0 && cli.b6_load.is_finite(),
+        "--b6-load must be a positive fraction, got {}",
+        cli.b6_load
+    );
+    opts.b6_load = cli.b6_load;
+    opts.b6_thread_pool = !cli.b6_async_only;
+    opts.runtime_threads = cli.runtime_threads as usize;
+    if !cli.impls.is_empty() {
+        opts.impls = Some(cli.impls.clone());
     }
     opts.repeat = cli.repeat as usize;
     opts.statistic = match cli.stat {

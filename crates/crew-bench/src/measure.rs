@@ -1,10 +1,12 @@
 //! Running cells: repeats, medians, timeouts, and the job-count check.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
+use crate::async_peers;
 use crate::peers::{self, Impl};
 use crate::{SuiteOptions, Workload};
 
@@ -158,6 +160,12 @@ impl ThroughputTable {
         self.rows.iter().find(|r| r.implementation == imp)
     }
 
+    /// The first crew row (the one `crew ÷ this` divides by): `crew` in the
+    /// thread-pool tables, `crew-async` in the async ones.
+    pub fn crew_row(&self) -> Option<&ThroughputRow> {
+        self.rows.iter().find(|r| r.implementation.is_crew())
+    }
+
     /// `imp`'s median rate divided by `peer`'s (above 1: `imp` is faster).
     pub fn ratio(&self, imp: Impl, peer: Impl) -> Option<f64> {
         Some(self.row(imp)?.rate()? / self.row(peer)?.rate()?)
@@ -244,6 +252,20 @@ pub fn format_rate(r: f64) -> String {
     }
 }
 
+/// Formats a duration as `850 ns`, `12.3 µs`, `1.23 ms` or `1.23 s`.
+pub fn format_duration(d: Duration) -> String {
+    let ns = d.as_nanos() as f64;
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
 /// Measures one throughput table: every `(implementation, jobs)` of `cells`
 /// (`jobs` is normally the table's `jobs`; a peer too slow to run them all
 /// in reasonable time may be given fewer, and the report says so).
@@ -270,8 +292,72 @@ where
     F: Fn(&Arc<AtomicU64>, u64) -> J + Send + Sync + Clone + 'static,
     J: FnOnce() + Send + 'static,
 {
+    let timeout = opts.cell_timeout;
+    throughput_with(
+        workload,
+        cells,
+        workers,
+        jobs,
+        opts,
+        progress,
+        |imp, jobs| one_run(timeout, imp, workers, jobs, make.clone()),
+    )
+}
+
+/// Like [`throughput`] for the async implementations: every run gets a fresh
+/// tokio runtime of `opts.runtime_threads` worker threads (built before and
+/// dropped after the timed part), and `make(counter, i)` builds job `i` as a
+/// future.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn async_throughput<Fut, F>(
+    workload: Workload,
+    cells: &[(Impl, u64)],
+    workers: usize,
+    jobs: u64,
+    opts: &SuiteOptions,
+    progress: &mut dyn FnMut(&Progress),
+    make: F,
+) -> ThroughputTable
+where
+    F: Fn(&Arc<AtomicU64>, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (timeout, threads) = (opts.cell_timeout, opts.runtime_threads);
+    throughput_with(
+        workload,
+        cells,
+        workers,
+        jobs,
+        opts,
+        progress,
+        |imp, jobs| {
+            let make = make.clone();
+            counted(
+                timeout,
+                jobs,
+                move || async_peers::runtime(threads),
+                move |rt, c| async_peers::run(rt, imp, workers, jobs, move |i| make(&c, i)),
+            )
+        },
+    )
+}
+
+/// Like [`throughput`], with `one(imp, jobs)` doing one run of one cell
+/// (on a thread of its own, with the job-count check): the repeats,
+/// interleaving, warm-up and progress reports are the same for every kind
+/// of workload.
+pub(crate) fn throughput_with(
+    workload: Workload,
+    cells: &[(Impl, u64)],
+    workers: usize,
+    jobs: u64,
+    opts: &SuiteOptions,
+    progress: &mut dyn FnMut(&Progress),
+    mut one: impl FnMut(Impl, u64) -> Result<CellRun, String>,
+) -> ThroughputTable {
     let mut rows: Vec<ThroughputRow> = cells
         .iter()
+        .filter(|&&(i, _)| opts.measures(i))
         .map(|&(i, n)| ThroughputRow::new(i, n, opts.statistic))
         .collect();
     let of = opts.repeat.max(1);
@@ -289,7 +375,7 @@ where
             } else {
                 row.jobs
             };
-            let cell = if imp == Impl::SingleThread {
+            let cell = if !imp.sized_by_workers() {
                 imp.name().to_string()
             } else {
                 format!("{}, {workers} workers", imp.name())
@@ -300,7 +386,7 @@ where
                 run,
                 of,
             });
-            let result = one_run(opts.cell_timeout, imp, workers, jobs, make.clone());
+            let result = one(imp, jobs);
             let outcome = match &result {
                 Ok(r) => {
                     let d = r.run.elapsed;
@@ -361,12 +447,36 @@ where
     F: Fn(&Arc<AtomicU64>, u64) -> J + Send + Sync + Clone + 'static,
     J: FnOnce() + Send + 'static,
 {
+    counted(
+        timeout,
+        jobs,
+        || Ok(()),
+        move |(), c| peers::run(imp, workers, jobs, move |i| make(&c, i)),
+    )
+}
+
+/// One run on a thread of its own (see [`isolated`]), with the job-count
+/// check: `setup()` builds what the run needs (not timed, e.g. a runtime),
+/// then `run(&setup, counter)` runs `jobs` jobs that each add 1 to
+/// `counter`. A run whose counter does not reach `jobs` is an error. What
+/// `setup` built is dropped after the process CPU time was read.
+pub(crate) fn counted<S, Setup, R>(
+    timeout: Duration,
+    jobs: u64,
+    setup: Setup,
+    run: R,
+) -> Result<CellRun, String>
+where
+    Setup: FnOnce() -> Result<S, String> + Send + 'static,
+    R: FnOnce(&S, Arc<AtomicU64>) -> Result<peers::Run, String> + Send + 'static,
+{
     isolated(timeout, move || {
+        let env = setup()?;
         let counter = Arc::new(AtomicU64::new(0));
-        let c = Arc::clone(&counter);
         let cpu_before = process_cpu_time();
-        let run = peers::run(imp, workers, jobs, move |i| make(&c, i))?;
+        let run = run(&env, Arc::clone(&counter))?;
         let cpu = process_cpu_time().saturating_sub(cpu_before);
+        drop(env);
         let ran = counter.load(Ordering::SeqCst);
         if ran != jobs {
             return Err(format!("only {ran} of {jobs} jobs ran"));
@@ -376,9 +486,11 @@ where
 }
 
 /// One successful run and the process CPU time it took.
-struct CellRun {
-    run: peers::Run,
-    cpu: Duration,
+pub(crate) struct CellRun {
+    /// The run.
+    pub(crate) run: peers::Run,
+    /// Process CPU time (user + system) during the run.
+    pub(crate) cpu: Duration,
 }
 
 /// User + system CPU time of this whole process so far (zero if unknown).

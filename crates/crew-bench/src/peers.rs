@@ -45,6 +45,24 @@ pub enum Impl {
     /// plain threads that each run their share in a loop (the machine's
     /// attainable parallel speed-up, for B2).
     BareThreads,
+    /// `crew::AsyncPool`, one `submit(..).await` per job, `wait_idle().await`.
+    AsyncCrew,
+    /// tokio `Semaphore` (`workers` permits) + `JoinSet`: one
+    /// `acquire_owned` and one `spawn` per job.
+    TokioSemaphore,
+    /// `workers` tokio tasks sharing one `tokio::sync::mpsc` receiver of
+    /// boxed futures through an `Arc<tokio::sync::Mutex<_>>`.
+    TokioMpsc,
+    /// `futures_util::StreamExt::buffer_unordered(workers)` over the stream
+    /// of jobs, driven to completion by one task.
+    BufferUnordered,
+    /// No pool and no queue: `workers` bare tokio tasks each looping on the
+    /// jobs until all have run (the ceiling for B3-async).
+    BareTasks,
+    /// `crew::Pool::run(job).await` from many tokio tasks.
+    CrewRun,
+    /// `tokio::task::spawn_blocking(job).await` from many tokio tasks.
+    SpawnBlocking,
 }
 
 impl Impl {
@@ -57,6 +75,36 @@ impl Impl {
         Impl::Crossbeam,
     ];
 
+    /// The async implementations measured for B1-async and B3-async, crew
+    /// first.
+    pub const ASYNC_POOLS: [Impl; 4] = [
+        Impl::AsyncCrew,
+        Impl::TokioSemaphore,
+        Impl::TokioMpsc,
+        Impl::BufferUnordered,
+    ];
+
+    /// The ways of offloading blocking work from async code, crew first.
+    pub const OFFLOAD: [Impl; 2] = [Impl::CrewRun, Impl::SpawnBlocking];
+
+    /// Every implementation, in the order the report lists them.
+    pub const ALL: [Impl; 14] = [
+        Impl::Crew,
+        Impl::CrewBatch,
+        Impl::Threadpool,
+        Impl::Rayon,
+        Impl::Crossbeam,
+        Impl::SingleThread,
+        Impl::BareThreads,
+        Impl::AsyncCrew,
+        Impl::TokioSemaphore,
+        Impl::TokioMpsc,
+        Impl::BufferUnordered,
+        Impl::BareTasks,
+        Impl::CrewRun,
+        Impl::SpawnBlocking,
+    ];
+
     /// Short, stable name (used on the command line of the B5 child).
     pub fn name(self) -> &'static str {
         match self {
@@ -67,22 +115,19 @@ impl Impl {
             Impl::Crossbeam => "crossbeam",
             Impl::SingleThread => "single-thread",
             Impl::BareThreads => "bare-threads",
+            Impl::AsyncCrew => "crew-async",
+            Impl::TokioSemaphore => "tokio-semaphore",
+            Impl::TokioMpsc => "tokio-mpsc",
+            Impl::BufferUnordered => "buffer-unordered",
+            Impl::BareTasks => "bare-tasks",
+            Impl::CrewRun => "crew-run",
+            Impl::SpawnBlocking => "spawn-blocking",
         }
     }
 
     /// The implementation named `name` (see [`Impl::name`]).
     pub fn from_name(name: &str) -> Option<Impl> {
-        [
-            Impl::Crew,
-            Impl::CrewBatch,
-            Impl::Threadpool,
-            Impl::Rayon,
-            Impl::Crossbeam,
-            Impl::SingleThread,
-            Impl::BareThreads,
-        ]
-        .into_iter()
-        .find(|i| i.name() == name)
+        Impl::ALL.into_iter().find(|i| i.name() == name)
     }
 
     /// A one-line description of how the implementation is driven.
@@ -95,12 +140,43 @@ impl Impl {
             Impl::Crossbeam => "crossbeam-channel workers, boxed closures, drop + join",
             Impl::SingleThread => "single-thread loop, no pool",
             Impl::BareThreads => "jobs dealt out beforehand to plain threads, no queue",
+            Impl::AsyncCrew => "crew `AsyncPool`, `submit(..).await` per job, `wait_idle().await`",
+            Impl::TokioSemaphore => {
+                "tokio `Semaphore` (permits = workers) + `JoinSet`: `acquire_owned` + `spawn` per \
+                 job (finished tasks reaped with `try_join_next` as it goes), then join all"
+            }
+            Impl::TokioMpsc => {
+                "`workers` tokio tasks sharing one `mpsc::channel` (capacity 1024) of boxed \
+                 futures through `Arc<tokio::sync::Mutex<Receiver>>`; drop the sender, join"
+            }
+            Impl::BufferUnordered => {
+                "`futures_util` `stream::iter(jobs).buffer_unordered(workers)`, driven to the end \
+                 by one task"
+            }
+            Impl::BareTasks => {
+                "no pool, no queue: `workers` bare tokio tasks each looping the job until all \
+                 have run (the ceiling)"
+            }
+            Impl::CrewRun => "crew `Pool::run(job).await`",
+            Impl::SpawnBlocking => {
+                "`tokio::task::spawn_blocking(job).await` (tokio's default blocking pool)"
+            }
         }
+    }
+
+    /// Whether the implementation runs on a `workers` count the harness
+    /// sets (not so for the single-thread loop, nor for tokio's own
+    /// blocking pool).
+    pub fn sized_by_workers(self) -> bool {
+        !matches!(self, Impl::SingleThread | Impl::SpawnBlocking)
     }
 
     /// Whether this is one of crew's own rows.
     pub fn is_crew(self) -> bool {
-        matches!(self, Impl::Crew | Impl::CrewBatch)
+        matches!(
+            self,
+            Impl::Crew | Impl::CrewBatch | Impl::AsyncCrew | Impl::CrewRun
+        )
     }
 }
 
@@ -132,6 +208,12 @@ where
         Impl::Crossbeam => run_crossbeam(workers, jobs, make)?,
         Impl::SingleThread => run_single(jobs, make),
         Impl::BareThreads => run_bare(workers, jobs, make)?,
+        other => {
+            return Err(format!(
+                "{} is not a thread-pool implementation",
+                other.name()
+            ))
+        }
     };
     Ok(Run {
         elapsed,

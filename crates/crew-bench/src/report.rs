@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 
 use crate::b5::MemoryTable;
+use crate::b6::LatencyTable;
 use crate::machine::Machine;
-use crate::measure::{format_rate, Statistic, ThroughputTable};
+use crate::measure::{format_duration, format_rate, Statistic, ThroughputTable};
 use crate::peers::Impl;
 use crate::{b3, SuiteOptions, Workload};
 
@@ -25,6 +26,14 @@ pub struct Report {
     pub b3: Option<ThroughputTable>,
     /// B5.
     pub b5: Option<MemoryTable>,
+    /// B1-async, one table per worker count.
+    pub b1_async: Vec<ThroughputTable>,
+    /// B3-async, with the bare-tasks ceiling as its last row.
+    pub b3_async: Option<ThroughputTable>,
+    /// B6.
+    pub b6: Option<LatencyTable>,
+    /// `Pool::run` beside `spawn_blocking`.
+    pub offload: Option<ThroughputTable>,
 }
 
 /// Whether a target was met.
@@ -65,6 +74,10 @@ impl Report {
             b2: None,
             b3: None,
             b5: None,
+            b1_async: Vec::new(),
+            b3_async: None,
+            b6: None,
+            offload: None,
         }
     }
 
@@ -73,25 +86,50 @@ impl Report {
         self.b1.iter().find(|t| t.workers == workers)
     }
 
-    /// The issue's targets, checked against this run's figures.
+    /// The B1-async table for `workers` workers, if measured.
+    pub fn b1_async_at(&self, workers: usize) -> Option<&ThroughputTable> {
+        self.b1_async.iter().find(|t| t.workers == workers)
+    }
+
+    /// Every throughput table of the report, in report order.
+    pub fn throughput_tables(&self) -> impl Iterator<Item = &ThroughputTable> {
+        self.b1
+            .iter()
+            .chain(self.b2.as_ref())
+            .chain(self.b3.as_ref())
+            .chain(self.b1_async.iter())
+            .chain(self.b3_async.as_ref())
+            .chain(self.offload.as_ref())
+    }
+
+    /// The issue's targets, checked against this run's figures: those of
+    /// the workloads the run selected (all four thread-pool targets when no
+    /// async workload ran, as before; the async ones when one did).
     pub fn targets(&self) -> Vec<TargetCheck> {
-        vec![
-            b1_target(self.b1_at(40), 40, 2.5),
-            b1_target(self.b1_at(2), 2, 2.0),
-            b2_target(self.b2.as_ref(), 0.95),
-            b5_target(self.b5.as_ref(), 64.0),
-        ]
+        let w = &self.options.workloads;
+        let any = |set: &[Workload]| set.iter().any(|x| w.contains(x));
+        let mut out = Vec::new();
+        if any(&Workload::THREAD) || !any(&Workload::ASYNC) {
+            out.extend([
+                b1_target(self.b1_at(40), 40, 2.5),
+                b1_target(self.b1_at(2), 2, 2.0),
+                b2_target(self.b2.as_ref(), 0.95),
+                b5_target(self.b5.as_ref(), 64.0),
+            ]);
+        }
+        if any(&Workload::ASYNC) {
+            out.extend([
+                b1_async_target(self.b1_async_at(40), 40, 3.0),
+                b3_async_target(self.b3_async.as_ref(), 0.9),
+            ]);
+        }
+        out
     }
 
     /// Whether any cell failed (hung, panicked or lost jobs).
     pub fn failures(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let tables = self
-            .b1
-            .iter()
-            .chain(self.b2.as_ref())
-            .chain(self.b3.as_ref());
-        for t in tables {
+        for t in self.throughput_tables() {
             for r in &t.rows {
                 if let Some(e) = &r.error {
                     out.push(format!(
@@ -107,6 +145,17 @@ impl Report {
             for r in &t.rows {
                 if let Some(e) = &r.error {
                     out.push(format!("B5 {}: {e}", r.implementation.name()));
+                }
+            }
+        }
+        if let Some(t) = &self.b6 {
+            for r in &t.rows {
+                if let Some(e) = &r.error {
+                    out.push(format!(
+                        "B6 {} ({} workers): {e}",
+                        r.implementation.name(),
+                        r.workers
+                    ));
                 }
             }
         }
@@ -148,6 +197,49 @@ impl Report {
         }
         if let Some(t) = &self.b5 {
             write_memory(&mut s, t, self.options.repeat);
+        }
+        let threads = self.options.runtime_threads;
+        for t in &self.b1_async {
+            let title = format!(
+                "B1-async: {} async jobs, one `fetch_add` each, {} workers, {threads} runtime threads",
+                thousands(t.jobs),
+                t.workers
+            );
+            write_throughput(&mut s, &title, t, &self.options, Extra::None);
+        }
+        if let Some(t) = &self.b3_async {
+            let sleep = self.options.b3_async_sleep;
+            let title = format!(
+                "B3-async: {} jobs, each a {} ms `tokio::time::sleep`, {} workers, {threads} runtime threads",
+                thousands(t.jobs),
+                sleep.as_secs_f64() * 1e3,
+                t.workers
+            );
+            let extra = Extra::OfCeilingAndIdeal {
+                ceiling: t.row(Impl::BareTasks).and_then(|r| r.rate()),
+                ideal: b3::ideal_rate(t.workers, sleep),
+            };
+            write_throughput(&mut s, &title, t, &self.options, extra);
+        }
+        if let Some(t) = &self.b6 {
+            write_latency(&mut s, t, &self.options);
+        }
+        if let Some(t) = &self.offload {
+            let title = format!(
+                "Offload: {} tiny CPU jobs awaited from {} tokio tasks, {threads} runtime threads",
+                thousands(t.jobs),
+                self.options.offload_tasks
+            );
+            write_throughput(&mut s, &title, t, &self.options, Extra::None);
+            let _ = writeln!(
+                s,
+                "Each of the {} tasks awaits one job at a time (B1's job: one `fetch_add`): \
+                 crew-run through a `crew::Pool` of {} threads, spawn-blocking through tokio's \
+                 blocking pool (up to 512 threads, its default). The figure is the cost of the \
+                 round trip: queue the job, wake a thread, run it, deliver the result, wake the \
+                 task.\n",
+                self.options.offload_tasks, t.workers
+            );
         }
         let failures = self.failures();
         if !failures.is_empty() {
@@ -196,16 +288,20 @@ impl Report {
             s,
             "- Workloads: {} from `spec/bench.md`{}",
             workloads.join(", "),
-            if o.quick {
-                " at **quick** counts (÷10): a smoke run, not the figures of record"
-            } else {
-                ""
+            match (o.quick, o.runs(Workload::B6)) {
+                (true, false) =>
+                    " at **quick** counts (÷10): a smoke run, not the figures of record",
+                (true, true) => {
+                    " at **quick** counts (÷10, and B6's duration ÷10): a smoke run, not the \
+                     figures of record"
+                }
+                (false, _) => "",
             },
         );
         let _ = writeln!(
             s,
             "- Throughput cells show the **{} of {} runs**{}{}; implementations run interleaved, \
-             each round starting one further along. B5 shows the median of {} runs.",
+             each round starting one further along.{}{}",
             o.statistic.name(),
             o.repeat.max(1),
             match o.statistic {
@@ -219,23 +315,73 @@ impl Report {
             } else {
                 ""
             },
-            o.repeat.max(1)
+            if self.b5.is_some() || !o.workloads.iter().any(|w| Workload::ASYNC.contains(w)) {
+                format!(" B5 shows the median of {} runs.", o.repeat.max(1))
+            } else {
+                String::new()
+            },
+            if self.b6.is_some() {
+                " B6 is one run per pool."
+            } else {
+                ""
+            }
         );
         s.push_str(
             "- Timed: from the first submit until every job has run (pool built before, torn down after, \
              neither timed). `crew ÷ this` is crew's `submit` rate over that row's rate, from the same \
              run: above 1, crew is faster.\n",
         );
+        let any_async =
+            !self.b1_async.is_empty() || self.b3_async.is_some() || self.offload.is_some();
+        if any_async {
+            let _ = writeln!(
+                s,
+                "- Async tables: every run gets a fresh tokio multi-thread runtime with {} worker \
+                 threads (built before, dropped after, neither timed); the producer is a task spawned \
+                 on it, sharing those threads with the jobs. There `crew ÷ this` divides by the \
+                 table's crew row (`crew-async`, or `crew-run` for offload).",
+                o.runtime_threads
+            );
+        }
         s.push_str(
             "- CPU cores busy: process CPU time (user + system, including pool start and stop) over \
              the timed wall time, median over the runs. Well above what the jobs need, it is CPU the \
              pool burns itself (spinning, contention).\n",
         );
         s.push_str("- How each implementation is driven:\n");
-        for imp in Impl::POOLS {
+        for imp in self.listed_impls() {
             let _ = writeln!(s, "  - {}: {}", imp.name(), imp.describe());
         }
         s.push('\n');
+    }
+
+    /// The implementations the header describes: the pools of every table
+    /// in the report (the thread pools if it has none), in [`Impl::ALL`]
+    /// order. The single-thread loop and bare threads are explained under
+    /// B2 instead.
+    fn listed_impls(&self) -> Vec<Impl> {
+        let mut seen: Vec<Impl> = self
+            .throughput_tables()
+            .flat_map(|t| t.rows.iter().map(|r| r.implementation))
+            .chain(
+                self.b5
+                    .iter()
+                    .flat_map(|t| t.rows.iter().map(|r| r.implementation)),
+            )
+            .chain(
+                self.b6
+                    .iter()
+                    .flat_map(|t| t.rows.iter().map(|r| r.implementation)),
+            )
+            .collect();
+        if seen.is_empty() {
+            seen = Impl::POOLS.to_vec();
+        }
+        Impl::ALL
+            .into_iter()
+            .filter(|i| !matches!(i, Impl::SingleThread | Impl::BareThreads))
+            .filter(|i| seen.contains(i))
+            .collect()
     }
 
     fn write_targets(&self, s: &mut String) {
@@ -374,6 +520,85 @@ fn b5_target(t: Option<&MemoryTable>, goal: f64) -> TargetCheck {
     }
 }
 
+fn b1_async_target(t: Option<&ThroughputTable>, workers: usize, goal: f64) -> TargetCheck {
+    let name = format!("B1-async, {workers} workers");
+    let goal_text = format!("crew-async ≥ {goal} × tokio-mpsc (mpsc-fed worker tasks)");
+    let Some(t) = t else {
+        return not_measured(
+            name,
+            goal_text,
+            format!("B1-async at {workers} workers was not run"),
+        );
+    };
+    let Some(r) = t.ratio(Impl::AsyncCrew, Impl::TokioMpsc) else {
+        return not_measured(name, goal_text, "crew-async or tokio-mpsc failed".into());
+    };
+    let others: Vec<String> = [Impl::TokioSemaphore, Impl::BufferUnordered]
+        .into_iter()
+        .filter_map(|p| Some(format!("{} {:.2}×", p.name(), t.ratio(Impl::AsyncCrew, p)?)))
+        .collect();
+    let others = if others.is_empty() {
+        String::new()
+    } else {
+        format!("; vs {}", others.join(", "))
+    };
+    let measured = format!(
+        "{r:.2}× ({} vs {}){others}",
+        rate_text(t, Impl::AsyncCrew),
+        rate_text(t, Impl::TokioMpsc)
+    );
+    let verdict = if r >= goal {
+        Verdict::Met(format!("{:.0}% above the goal", (r / goal - 1.0) * 100.0))
+    } else {
+        Verdict::Missed(format!(
+            "by {:.2}×: crew-async needs {:.0}% more throughput",
+            goal - r,
+            (goal / r - 1.0) * 100.0
+        ))
+    };
+    TargetCheck {
+        name,
+        goal: goal_text,
+        measured: Some(measured),
+        verdict,
+    }
+}
+
+fn b3_async_target(t: Option<&ThroughputTable>, goal: f64) -> TargetCheck {
+    let name = "B3-async ceiling".to_string();
+    let goal_text = format!(
+        "crew-async ≥ {:.0}% of bare tokio tasks looping the same sleep",
+        goal * 100.0
+    );
+    let Some(t) = t else {
+        return not_measured(name, goal_text, "B3-async was not run".into());
+    };
+    let Some(r) = t.ratio(Impl::AsyncCrew, Impl::BareTasks) else {
+        return not_measured(
+            name,
+            goal_text,
+            "crew-async or the bare tasks failed".into(),
+        );
+    };
+    let measured = format!(
+        "{:.1}% ({} vs {})",
+        r * 100.0,
+        rate_text(t, Impl::AsyncCrew),
+        rate_text(t, Impl::BareTasks)
+    );
+    let verdict = if r >= goal {
+        Verdict::Met(format!("by {:.1} points", (r - goal) * 100.0))
+    } else {
+        Verdict::Missed(format!("by {:.1} points", (goal - r) * 100.0))
+    };
+    TargetCheck {
+        name,
+        goal: goal_text,
+        measured: Some(measured),
+        verdict,
+    }
+}
+
 fn not_measured(name: String, goal: String, why: String) -> TargetCheck {
     TargetCheck {
         name,
@@ -389,13 +614,44 @@ fn rate_text(t: &ThroughputTable, imp: Impl) -> String {
         .map_or_else(|| "—".into(), format_rate)
 }
 
-/// An extra column for a throughput table.
+/// Extra columns for a throughput table.
 enum Extra {
     None,
     /// rate / (workers × single-thread rate)
     Efficiency,
     /// rate / ideal rate
     OfIdeal(f64),
+    /// rate / the ceiling row's rate, and rate / ideal rate
+    OfCeilingAndIdeal {
+        ceiling: Option<f64>,
+        ideal: f64,
+    },
+}
+
+impl Extra {
+    fn heads(&self) -> &'static [&'static str] {
+        match self {
+            Extra::None => &[],
+            Extra::Efficiency => &["efficiency"],
+            Extra::OfIdeal(_) => &["of ideal"],
+            Extra::OfCeilingAndIdeal { .. } => &["of ceiling", "of ideal"],
+        }
+    }
+
+    fn cells(&self, t: &ThroughputTable, imp: Impl, rate: f64) -> Vec<String> {
+        let pct = |x: f64| format!("{:.1}%", x * 100.0);
+        match *self {
+            Extra::None => Vec::new(),
+            Extra::Efficiency => vec![t
+                .efficiency(imp)
+                .map_or_else(|| "—".into(), |e| format!("{e:.3}"))],
+            Extra::OfIdeal(ideal) => vec![pct(rate / ideal)],
+            Extra::OfCeilingAndIdeal { ceiling, ideal } => vec![
+                ceiling.map_or_else(|| "—".into(), |c| pct(rate / c)),
+                pct(rate / ideal),
+            ],
+        }
+    }
 }
 
 fn write_throughput(
@@ -406,23 +662,16 @@ fn write_throughput(
     extra: Extra,
 ) {
     let _ = writeln!(s, "## {title}\n");
-    let extra_head = match extra {
-        Extra::None => "",
-        Extra::Efficiency => " efficiency |",
-        Extra::OfIdeal(_) => " of ideal |",
-    };
+    let heads = extra.heads();
+    let extra_head: String = heads.iter().map(|h| format!(" {h} |")).collect();
     let _ = writeln!(
         s,
         "| implementation | jobs/s ({} of {}) | min – max | crew ÷ this | CPU cores busy |{extra_head}",
         opts.statistic.name(),
         opts.repeat.max(1)
     );
-    let _ = writeln!(
-        s,
-        "|---|---|---|---|---|{}",
-        if extra_head.is_empty() { "" } else { "---|" }
-    );
-    let crew = t.row(Impl::Crew).and_then(|r| r.rate());
+    let _ = writeln!(s, "|---|---|---|---|---|{}", "---|".repeat(heads.len()));
+    let crew = t.crew_row().and_then(|r| r.rate());
     for row in &t.rows {
         let name = if row.implementation.is_crew() {
             format!("**{}**", row.implementation.name())
@@ -434,7 +683,7 @@ fn write_throughput(
             let _ = writeln!(
                 s,
                 "| {name} | FAILED: {e} | | | |{}",
-                if extra_head.is_empty() { "" } else { " |" }
+                " |".repeat(heads.len())
             );
             continue;
         };
@@ -443,19 +692,17 @@ fn write_throughput(
             .map(|(lo, hi)| format!("{} – {}", format_rate(lo), format_rate(hi)))
             .unwrap_or_default();
         let ratio = crew.map_or_else(|| "—".into(), |c| format!("{:.2}", c / rate));
-        let extra_cell = match extra {
-            Extra::None => String::new(),
-            Extra::Efficiency => t
-                .efficiency(row.implementation)
-                .map_or_else(|| " — |".into(), |e| format!(" {e:.3} |")),
-            Extra::OfIdeal(ideal) => format!(" {:.1}% |", rate / ideal * 100.0),
-        };
+        let extra_cells: String = extra
+            .cells(t, row.implementation, rate)
+            .iter()
+            .map(|c| format!(" {c} |"))
+            .collect();
         let busy = row
             .cores_busy()
             .map_or_else(|| "—".into(), |b| format!("{b:.2}"));
         let _ = writeln!(
             s,
-            "| {name} | {} | {range} | {ratio} | {busy} |{extra_cell}",
+            "| {name} | {} | {range} | {ratio} | {busy} |{extra_cells}",
             format_rate(rate)
         );
     }
@@ -493,8 +740,85 @@ fn write_throughput(
                 format_rate(ideal)
             );
         }
+        Extra::OfCeilingAndIdeal { ideal, .. } => {
+            let _ = writeln!(
+                s,
+                "\nceiling = bare-tasks: {} tokio tasks, no pool and no queue, each looping the same \
+                 sleep until all jobs ran (what this runtime's timer allows). ideal = workers / sleep \
+                 = {} (Little's law); tokio's timer has a 1 ms resolution and rounds a sleep up to the \
+                 next tick, so a 1 ms sleep lasts 1–2 ms and nothing reaches it.",
+                t.workers,
+                format_rate(ideal)
+            );
+        }
     }
     s.push('\n');
+}
+
+fn write_latency(s: &mut String, t: &LatencyTable, opts: &SuiteOptions) {
+    let _ = writeln!(
+        s,
+        "## B6: B3-style jobs offered at {:.0}% of the measured capacity for {:.0} s\n",
+        t.load * 100.0,
+        t.duration.as_secs_f64()
+    );
+    s.push_str(
+        "| pool | workers, job | capacity (from) | offered: aimed | offered: achieved | jobs | \
+         queue wait p50 | p99 | max | mean | submits that waited for room |\n",
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for row in &t.rows {
+        let job = if row.implementation == Impl::Crew {
+            "thread sleep"
+        } else {
+            "`tokio::time::sleep`"
+        };
+        let what = format!(
+            "{}, {} ms {job}",
+            row.workers,
+            row.sleep.as_secs_f64() * 1e3
+        );
+        let capacity = row.capacity.map_or_else(
+            || "—".into(),
+            |c| format!("{} ({})", format_rate(c), row.capacity_source),
+        );
+        let aimed = row.target_rate.map_or_else(|| "—".into(), format_rate);
+        let name = format!("**{}**", row.implementation.name());
+        let Some(o) = &row.offered else {
+            let e = row.error.as_deref().unwrap_or("no run").replace('|', "\\|");
+            let _ = writeln!(
+                s,
+                "| {name} | {what} | {capacity} | {aimed} | FAILED: {e} | | | | | | |"
+            );
+            continue;
+        };
+        let q = &o.queue_wait;
+        let _ = writeln!(
+            s,
+            "| {name} | {what} | {capacity} | {aimed} | {} | {} | {} | {} | {} | {} | {} |",
+            format_rate(o.rate()),
+            thousands(o.submitted),
+            format_duration(q.p50),
+            format_duration(q.p99),
+            format_duration(q.max),
+            format_duration(q.mean),
+            thousands(o.producer_waits)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nOne run per pool. The capacity is crew's {} rate in B3-async (`AsyncPool`) or B3 (`Pool`); \
+         the producer offers {:.0}% of it through a token bucket refilled every {} ms (a \
+         `tokio::time::interval` task for `AsyncPool`, a thread for `Pool`), with `try_submit`, \
+         waiting in `submit` only when the queue (capacity {}) is full. Queue wait is crew's own \
+         `stats().queue_wait`, from submit to start; quantiles are a histogram bucket's upper bound \
+         (at most 12.5% above the true value). Jobs arrive in per-tick bursts, so queue wait includes \
+         waiting behind the rest of a burst.\n",
+        opts.statistic.name(),
+        t.load * 100.0,
+        crate::b6::TICK.as_millis(),
+        crate::peers::QUEUE_CAPACITY
+    );
 }
 
 fn write_memory(s: &mut String, t: &MemoryTable, repeat: usize) {

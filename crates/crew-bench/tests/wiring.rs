@@ -19,6 +19,13 @@ fn tiny() -> SuiteOptions {
     o.b3_sleep = Duration::from_micros(100);
     o.b5_jobs = 1_000;
     o.cell_timeout = Duration::from_secs(60);
+    // The async workloads (checked in detail by tests/async_wiring.rs).
+    o.b1_async_jobs = 500;
+    o.b3_async_jobs = 40;
+    o.b3_async_workers = 8;
+    o.b6_duration = Duration::from_millis(200);
+    o.offload_jobs = 500;
+    o.offload_tasks = 4;
     o
 }
 

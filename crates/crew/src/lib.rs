@@ -24,6 +24,44 @@
 //! assert_eq!(processed.load(Ordering::Relaxed), 5_000);
 //! ```
 //!
+//! ## Which pool
+//!
+//! | the work | use | because |
+//! |---|---|---|
+//! | blocking or CPU-bound jobs, submitted from ordinary threads (file I/O, compression, a blocking client) | [`Pool`] | OS threads: a job may block its worker; `submit` blocks the producer while the queue is full |
+//! | async jobs, submitted from async code (HTTP calls, database writes, producing to Kafka) | [`AsyncPool`] | worker tasks on your tokio runtime: a thousand jobs waiting on I/O cost a thousand tasks, not threads; `submit(..).await` waits for space without blocking a thread |
+//! | CPU work inside an async service (hashing, JSON, compression) | [`Pool::run`] | the job runs on the pool's threads, so the runtime's threads stay free for I/O; the caller awaits queue space; the queue is bounded, unlike `spawn_blocking`'s |
+//!
+//! Two mistakes the table avoids: CPU-heavy work inside an `AsyncPool` job
+//! holds a runtime thread for its whole run (other requests stall), and a
+//! blocking `Pool::submit` called from async code blocks the runtime
+//! thread while the queue is full (use `Pool::run` there).
+//!
+//! `AsyncPool` (feature `tokio`, on by default) has the same vocabulary as
+//! `Pool`, awaited:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let io = crew::AsyncPool::new(64); // 64 jobs in flight at most, 1,024 queued
+//! let cpu = crew::Pool::new(2);
+//! for order in 0..100u32 {
+//!     let cpu = cpu.clone();
+//!     io.submit(async move {
+//!         // CPU work off the runtime, then the I/O on the runtime.
+//!         let checksum = cpu.run(move || order.wrapping_mul(2_654_435_761)).await?;
+//!         tokio::task::yield_now().await; // stands in for an HTTP call
+//!         Ok::<_, crew::JobError>(checksum)
+//!     })
+//!     .await
+//!     .unwrap();
+//! }
+//! let report = io.shutdown().await;
+//! assert_eq!(io.stats().completed, 100);
+//! # let _ = report;
+//! # }
+//! ```
+//!
 //! What you get beyond a channel and N threads:
 //!
 //! | need | API |

@@ -233,6 +233,11 @@ impl WorkerBook {
         }
     }
 
+    /// True while worker `id` has not left.
+    pub(crate) fn contains(&self, id: usize) -> bool {
+        self.live.iter().any(|(w, _)| *w == id)
+    }
+
     /// Workers running a job right now.
     pub(crate) fn busy(&self) -> usize {
         self.live

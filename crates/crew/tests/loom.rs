@@ -618,3 +618,110 @@ fn shutdown_now_resolves_handles() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------
+// 8. Async producers: `Pool::run` waiting for space with a waker, and
+//    `CancelToken::cancelled` waking its future
+
+/// Drives a future on the calling loom thread, parking between polls.
+/// (loom's own `future::block_on` trips loom's `Notify` assertion once the
+/// model also joins threads, tokio-rs/loom#249; park/unpark is what
+/// `JobHandle::join` uses, and loom models it well.)
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+        thread::park();
+    }
+}
+
+/// A queue of one holding a job: `run` finds it full and parks its future's
+/// waker; the worker frees the slot and must wake it. A lost wake-up leaves
+/// `block_on` parked forever (a loom deadlock).
+#[test]
+fn async_run_woken_by_worker() {
+    check(3, || {
+        let pool = pool(1, 1);
+        let log = Log::new(1);
+        pool.submit(tracked(&log, 0)).unwrap();
+        let value = block_on(pool.run(|| 7u32));
+        assert_eq!(value, Ok(7));
+        // loom reports a park followed by a join as a failed assertion in
+        // its own `Notify` (tokio-rs/loom#249) unless a yield separates them.
+        thread::yield_now();
+        pool.shutdown();
+        assert_eq!(log.ran(0), 1);
+    });
+}
+
+/// A thread blocked in `submit` and a future waiting in `run` on the same
+/// full queue: the wake-ups must reach both kinds of waiter.
+#[test]
+fn async_and_blocking_producers_share_the_wakeups() {
+    check(2, || {
+        let pool = pool(1, 1);
+        let log = Log::new(2);
+        pool.submit(tracked(&log, 0)).unwrap();
+        let producer = {
+            let pool = Pool::clone(&pool);
+            let log = log.clone();
+            thread::spawn(move || pool.submit(tracked(&log, 1)).unwrap())
+        };
+        let value = block_on(pool.run(|| 7u32));
+        producer.join().unwrap();
+        pool.shutdown();
+        assert_eq!(value, Ok(7));
+        assert_eq!(log.ran(0), 1);
+        assert_eq!(log.ran(1), 1);
+    });
+}
+
+/// A shutdown while `run` waits for space: the future must resolve (to
+/// `Closed`, or with the job's value if it got in first), never hang.
+#[test]
+fn async_run_sees_shutdown() {
+    check(3, || {
+        let pool = pool(1, 1);
+        pool.pause();
+        pool.submit(|| ()).unwrap();
+        let runner = {
+            let pool = Pool::clone(&pool);
+            thread::spawn(move || block_on(pool.run(|| 7u32)))
+        };
+        pool.shutdown_now();
+        let result = runner.join().unwrap();
+        assert!(
+            matches!(
+                result,
+                Ok(7) | Err(JobError::Closed) | Err(JobError::Abandoned)
+            ),
+            "unexpected {result:?}"
+        );
+    });
+}
+
+/// `cancelled()` registers its waker, then re-checks: a `cancel` on another
+/// thread either is seen by the re-check or finds the waker to wake.
+#[test]
+fn token_cancel_wakes_waiting_future() {
+    check(3, || {
+        let token = CancelToken::new();
+        let canceller = {
+            let token = token.clone();
+            thread::spawn(move || token.cancel())
+        };
+        block_on(token.cancelled());
+        canceller.join().unwrap();
+        assert!(token.is_cancelled());
+    });
+}

@@ -104,41 +104,46 @@ where
     // From here the job has started: if the worker is aborted by a shutdown
     // while the future is pending, the guard reports the job cancelled.
     let mut guard = DeliverOnDrop(Some(deliver), PhantomData);
-    let mut fut = pin!(CatchUnwind(fut));
-    let mut timer = options
-        .deadline
-        .map(|d| Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(d))));
-    let mut token_key = None;
-    let ending = poll_fn(|cx| {
-        let deliver = &*guard.0.as_mut().expect("delivered only after the run");
-        let cancelled = || {
-            deliver.state().is_some_and(|s| s.cancel_requested())
-                || token.is_some_and(|t| t.is_cancelled())
-        };
-        if cancelled() {
-            return Poll::Ready(Ending::Cancelled);
-        }
-        if let Poll::Ready(result) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Ending::Returned(result));
-        }
-        if let Some(timer) = timer.as_mut() {
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Ending::Expired);
+    // The job's future lives in this block only: it is dropped (its locks,
+    // permits and connections released) before anyone hears how it ended.
+    let ending = {
+        let mut fut = pin!(CatchUnwind(fut));
+        let mut timer = options
+            .deadline
+            .map(|d| Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(d))));
+        let mut token_key = None;
+        let ending = poll_fn(|cx| {
+            let deliver = &*guard.0.as_mut().expect("delivered only after the run");
+            let cancelled = || {
+                deliver.state().is_some_and(|s| s.cancel_requested())
+                    || token.is_some_and(|t| t.is_cancelled())
+            };
+            if cancelled() {
+                return Poll::Ready(Ending::Cancelled);
             }
+            if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ending::Returned(result));
+            }
+            if let Some(timer) = timer.as_mut() {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ending::Expired);
+                }
+            }
+            // Registered after the checks above, and checked once more after
+            // registering: a cancel in between either sees the registration
+            // or is seen here.
+            deliver.watch_cancel(cx.waker());
+            if token.is_some_and(|t| t.watch(&mut token_key, cx.waker())) || cancelled() {
+                return Poll::Ready(Ending::Cancelled);
+            }
+            Poll::Pending
+        })
+        .await;
+        if let Some(token) = token {
+            token.unwatch(token_key);
         }
-        // Registered after the checks above, and checked once more after
-        // registering: a cancel in between either sees the registration or
-        // is seen here.
-        deliver.watch_cancel(cx.waker());
-        if token.is_some_and(|t| t.watch(&mut token_key, cx.waker())) || cancelled() {
-            return Poll::Ready(Ending::Cancelled);
-        }
-        Poll::Pending
-    })
-    .await;
-    if let Some(token) = token {
-        token.unwatch(token_key);
-    }
+        ending
+    };
     let deliver = guard.0.take().expect("delivered once");
     match ending {
         Ending::Returned(Ok(value)) => Outcome::Counted(deliver.deliver(Ok(value))),

@@ -26,6 +26,17 @@ pub(crate) struct Config {
     pub(crate) on_panic: Option<PanicHook>,
 }
 
+/// Why an idle worker's wait ended.
+pub(crate) enum Wakeup {
+    /// The re-check before sleeping found a reason to stay up.
+    Recheck,
+    /// Woken by a producer (it may hold the searching token) or a state
+    /// change.
+    Notified,
+    /// The keep-alive ran out.
+    TimedOut,
+}
+
 /// Worker tasks, for aborting them at a hard stop, and their stats.
 struct Registry {
     next_id: usize,
@@ -39,6 +50,9 @@ pub(crate) struct AsyncShared {
     work: Notify,
     /// Workers registered on `work` (a wake-up is only sent when one is).
     idle: AtomicUsize,
+    /// Woken workers not yet at work (0 or 1, give or take a stolen
+    /// token; see `notify_work`).
+    searching: AtomicUsize,
     pub(crate) headcount: Headcount,
     registry: Mutex<Registry>,
     /// Callers of `wait_idle` and the shutdowns wait here; workers signal
@@ -59,6 +73,7 @@ impl AsyncShared {
             intake: Intake::new(capacity),
             work: Notify::new(),
             idle: AtomicUsize::new(0),
+            searching: AtomicUsize::new(0),
             headcount: Headcount::new(workers, min_workers),
             registry: Mutex::new(Registry {
                 next_id: 0,
@@ -140,13 +155,36 @@ impl AsyncShared {
 
     /// Makes sure some worker will look at newly queued work: wakes an idle
     /// one, or starts one if the pool is below its target (elastic pools).
+    ///
+    /// At most one woken worker is on its way at a time: while one is
+    /// (`searching` is set), it will see this job, and once it has taken a
+    /// job it wakes the next one if more are queued. Waking one worker per
+    /// submitted job instead cost a wake-up and a cross-thread hand-off per
+    /// job (a tenth of B1's profile was `Notify` alone). The token is
+    /// released before the worker registers as idle and re-checks the
+    /// queue, so a job pushed while the token was held is always seen.
     #[inline]
     pub(crate) fn notify_work(self: &Arc<Self>) {
-        if self.idle.load(Ordering::SeqCst) > 0 {
-            self.work.notify_one();
-        } else {
+        if self.idle.load(Ordering::SeqCst) == 0 {
             self.grow_if_below_target();
+        } else if self.searching.load(Ordering::SeqCst) == 0
+            && self
+                .searching
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            self.work.notify_one();
         }
+    }
+
+    /// A woken worker found work or is going back to sleep: the next job
+    /// needs a wake-up of its own. (A worker woken for another reason may
+    /// have taken the token already; then this does nothing, and at worst a
+    /// producer wakes one worker more than needed.)
+    pub(crate) fn stop_searching(&self) {
+        let _ = self
+            .searching
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     /// Wakes every idle worker so it re-reads the pool's state.
@@ -157,29 +195,39 @@ impl AsyncShared {
     /// The wait of an idle worker: registered before `recheck`, so a job
     /// queued (or a state change) after the check wakes it. Returns at once
     /// if `recheck` finds something; otherwise sleeps until woken or until
-    /// `timeout`. True if woken (or something was found), false on timeout.
+    /// `timeout`.
     pub(crate) async fn idle_wait(
         &self,
         timeout: Option<Duration>,
         recheck: impl Fn() -> bool,
-    ) -> bool {
+    ) -> Wakeup {
         let notified = self.work.notified();
         let mut notified = std::pin::pin!(notified);
-        notified.as_mut().enable();
+        // True when it took a wake-up stored earlier (a `notify_one` that
+        // found nobody waiting). That wake-up may carry the searching token,
+        // so it must count as one even if the re-check below also finds
+        // work: classed as a re-check, the token would never be given back
+        // and every later submit would skip waking anyone.
+        let stored_wakeup = notified.as_mut().enable();
         self.idle.fetch_add(1, Ordering::SeqCst);
-        let woken = if recheck() {
-            true
+        let wakeup = if stored_wakeup {
+            Wakeup::Notified
+        } else if recheck() {
+            Wakeup::Recheck
         } else {
             match timeout {
                 None => {
                     notified.await;
-                    true
+                    Wakeup::Notified
                 }
-                Some(timeout) => tokio::time::timeout(timeout, notified).await.is_ok(),
+                Some(timeout) => match tokio::time::timeout(timeout, notified).await {
+                    Ok(()) => Wakeup::Notified,
+                    Err(_) => Wakeup::TimedOut,
+                },
             }
         };
         self.idle.fetch_sub(1, Ordering::SeqCst);
-        woken
+        wakeup
     }
 
     /// Starts a worker if fewer are alive than the target.
@@ -190,19 +238,28 @@ impl AsyncShared {
     /// Starts one worker if fewer than `limit` (and than the target) are
     /// alive. True if one was started.
     pub(crate) fn grow_if_below_target_up_to(self: &Arc<Self>, limit: usize) -> bool {
-        if self.is_closed() || !self.headcount.claim_start(limit) {
-            return false;
-        }
-        let stats = Arc::new(WorkerStats::new());
-        let mut registry = lock(&self.registry);
-        let id = registry.next_id;
-        registry.next_id += 1;
-        registry.book.join(id, stats.clone());
-        // Spawned under the lock so the task is registered before it can
-        // exit; spawning never runs the task inline.
+        // Claimed and entered in the books under one lock: once a grow
+        // returns, every worker claimed before it is counted (`resize` then
+        // `stats` agree).
+        let (id, stats) = {
+            let mut registry = lock(&self.registry);
+            if self.is_closed() || !self.headcount.claim_start(limit) {
+                return false;
+            }
+            let stats = Arc::new(WorkerStats::new());
+            let id = registry.next_id;
+            registry.next_id += 1;
+            registry.book.join(id, stats.clone());
+            (id, stats)
+        };
+        // Spawned outside the lock: on a runtime that is shutting down, tokio
+        // drops the task inline, and its `Presence` takes the lock to leave.
         let presence = worker::Presence::new(self.clone(), id, stats);
         let task = self.config.runtime.spawn(worker::run(presence));
-        registry.tasks.insert(id, (task.abort_handle(), task.id()));
+        let mut registry = lock(&self.registry);
+        if registry.book.contains(id) {
+            registry.tasks.insert(id, (task.abort_handle(), task.id()));
+        }
         true
     }
 
@@ -235,6 +292,9 @@ impl AsyncShared {
     pub(crate) fn abort_workers(&self) -> u64 {
         let me = tokio::task::try_id();
         let registry = lock(&self.registry);
+        // Counted before aborting: an aborted worker on another runtime
+        // thread may clear its busy flag at once.
+        let busy = registry.book.busy();
         let mut mine = false;
         for (abort, id) in registry.tasks.values() {
             if Some(*id) == me {
@@ -243,7 +303,7 @@ impl AsyncShared {
                 abort.abort();
             }
         }
-        registry.book.busy().saturating_sub(usize::from(mine)) as u64
+        busy.saturating_sub(usize::from(mine)) as u64
     }
 
     /// Wakes callers of `wait_idle` and the shutdowns so they re-check.

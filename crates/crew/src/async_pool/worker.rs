@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use super::job::AsyncJob;
-use super::shared::AsyncShared;
-use crate::intake::{Task, CLOSED, DISCARD, PAUSED};
+use super::shared::{AsyncShared, Wakeup};
+use crate::intake::{Laned, Task, CLOSED, DISCARD, PAUSED};
+use crate::job::LaneId;
 use crate::stats::{Counter, WorkerStats};
 
 /// A worker's membership in its pool. It is moved into the worker's future,
@@ -20,6 +21,9 @@ pub(crate) struct Presence {
     /// Set when the worker already took itself off the live count (it left
     /// after a shrink or an idle keep-alive).
     uncounted: bool,
+    /// The lane of the job running now, released if the job is dropped
+    /// mid-run (nobody else would hand it over).
+    lane: Option<LaneId>,
 }
 
 impl Presence {
@@ -29,6 +33,7 @@ impl Presence {
             id,
             stats,
             uncounted: false,
+            lane: None,
         }
     }
 }
@@ -39,6 +44,7 @@ impl Drop for Presence {
         if self.stats.is_busy() {
             // Dropped mid-job by a hard stop: the job's future went with it.
             self.stats.count(Counter::Cancelled);
+            shared.intake.drop_lane(self.lane.take());
             self.stats.set_busy(false);
         }
         // A worker leaving after a shrink or a reap may have been the one
@@ -54,10 +60,18 @@ pub(crate) async fn run(mut me: Presence) {
     let shared = me.shared.clone();
     let stats = me.stats.clone();
     let mut idle_since: Option<tokio::time::Instant> = None;
+    // Woken by a producer and not yet at work (see `notify_work`).
+    let mut searching = false;
+    let stop_searching = |searching: &mut bool| {
+        if std::mem::take(searching) {
+            shared.stop_searching();
+        }
+    };
     loop {
         // Before every job, not only when idle: after a shrink, the extra
         // workers leave as soon as their current job ends.
         if shared.headcount.try_retire() {
+            stop_searching(&mut searching);
             me.uncounted = true;
             return;
         }
@@ -66,10 +80,20 @@ pub(crate) async fn run(mut me: Presence) {
             shared.intake.discard_queued();
         } else if state & PAUSED == 0 {
             if let Some(task) = shared.intake.queue.take(false) {
+                if searching {
+                    // Found work: if more is queued, the next worker is
+                    // woken, so wake-ups follow the backlog.
+                    stop_searching(&mut searching);
+                    if !shared.intake.queue.is_empty() {
+                        shared.notify_work();
+                    }
+                }
                 idle_since = None;
+                me.lane = task.job.lane();
                 stats.set_busy(true);
                 shared.intake.queue.release_taken();
                 run_task(&shared, &stats, task).await;
+                me.lane = None;
                 // A worker whose jobs never wait would otherwise hold its
                 // runtime thread for as long as the queue has work; this
                 // yields once the task's cooperative budget is spent.
@@ -77,6 +101,7 @@ pub(crate) async fn run(mut me: Presence) {
                 continue;
             }
         }
+        stop_searching(&mut searching);
         if state & CLOSED != 0 && shared.intake.queue.reserved() == 0 {
             // Drained. Wake the others so they see it too.
             shared.wake_all_workers();
@@ -91,7 +116,7 @@ pub(crate) async fn run(mut me: Presence) {
         } else {
             None
         };
-        let woken = shared
+        let wakeup = shared
             .idle_wait(timeout, || {
                 let now = shared.state();
                 now != state
@@ -100,9 +125,15 @@ pub(crate) async fn run(mut me: Presence) {
                     || shared.headcount.over_target()
             })
             .await;
-        if !woken && shared.headcount.try_reap() {
-            me.uncounted = true;
-            return;
+        match wakeup {
+            Wakeup::Notified => searching = true,
+            Wakeup::Recheck => {}
+            Wakeup::TimedOut => {
+                if shared.headcount.try_reap() {
+                    me.uncounted = true;
+                    return;
+                }
+            }
         }
     }
 }
@@ -110,7 +141,7 @@ pub(crate) async fn run(mut me: Presence) {
 async fn run_task(shared: &Arc<AsyncShared>, stats: &WorkerStats, task: Task<AsyncJob>) {
     let clock = &shared.intake.clock;
     let Task { job, enqueued_at } = task;
-    let lane = crate::intake::Laned::lane(&job);
+    let lane = job.lane();
     let started = clock.now();
     let outcome = job.run.await;
     let ended = clock.now();

@@ -131,6 +131,12 @@ impl<J: Laned> Intake<J> {
 
     /// Queues a job whose slot is reserved: through its lane if keyed.
     /// True when it went to the shared queue and a worker should be told.
+    ///
+    /// If a shutdown that discards began meanwhile (the slot was reserved
+    /// before the pool closed), the job is dropped here: the shutdown's own
+    /// sweep may have run before this push, and an async pool's workers are
+    /// gone by then, so nobody else would. Either that sweep sees the job or
+    /// this check sees the shutdown.
     #[inline]
     pub(crate) fn enqueue_reserved(&self, job: J) -> bool {
         let lane = job.lane();
@@ -138,18 +144,26 @@ impl<J: Laned> Intake<J> {
             job,
             enqueued_at: self.clock.now(),
         };
-        let task = match lane {
-            None => task,
-            Some(lane) => match self.lanes.admit(lane, task) {
-                Some(task) => task,
-                // Waits behind its lane; its turn comes when the lane's
-                // current job ends.
-                None => return false,
-            },
+        let pushed = match lane {
+            None => Some(task),
+            // Waits behind its lane unless the lane was idle; its turn comes
+            // when the lane's current job ends.
+            Some(lane) => self.lanes.admit(lane, task),
         };
-        self.queue.push(task);
-        // While paused nobody may take it; `resume` wakes everyone.
-        self.state() & PAUSED == 0
+        if let Some(task) = pushed {
+            self.queue.push(task);
+            let state = self.state();
+            if state & DISCARD != 0 {
+                self.discard_all();
+                return false;
+            }
+            // While paused nobody may take it; `resume` wakes everyone.
+            return state & PAUSED == 0;
+        }
+        if self.state() & DISCARD != 0 {
+            self.discard_all();
+        }
+        false
     }
 
     /// A job of `lane` ended: moves the lane's next job to the shared queue.
@@ -158,6 +172,12 @@ impl<J: Laned> Intake<J> {
         match lane.and_then(|lane| self.lanes.finish(lane)) {
             Some(next) => {
                 self.queue.push(next);
+                // As in `enqueue_reserved`: a discarding shutdown's sweep may
+                // have run before this push.
+                if self.state() & DISCARD != 0 {
+                    self.discard_all();
+                    return false;
+                }
                 true
             }
             None => false,
@@ -180,9 +200,15 @@ impl<J: Laned> Intake<J> {
     /// behind its lane, and frees their slots. Their handles report
     /// `Abandoned`.
     fn discard(&self, task: Task<J>) {
-        let mut lane = task.job.lane();
+        let lane = task.job.lane();
         drop(task);
         self.abandoned.fetch_add(1, Ordering::Relaxed);
+        self.drop_lane(lane);
+    }
+
+    /// Ends `lane` (its running job was dropped or discarded): drops every
+    /// job queued behind it unrun and frees their slots.
+    pub(crate) fn drop_lane(&self, mut lane: Option<LaneId>) {
         while let Some(next) = lane.and_then(|l| self.lanes.finish(l)) {
             lane = next.job.lane();
             drop(next);
