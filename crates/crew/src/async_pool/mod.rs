@@ -74,10 +74,7 @@ struct Owner {
 impl Drop for Owner {
     fn drop(&mut self) {
         // Nothing can be awaited here: close, and let the workers drain.
-        let shared = &self.shared;
-        shared.set_state(crate::intake::CLOSED);
-        shared.clear_state(PAUSED);
-        shared.intake.queue.wake_all_producers();
+        shutdown::close(&self.shared, 0);
     }
 }
 

@@ -10,7 +10,7 @@ use crate::pool::ShutdownReport;
 /// Refuses new jobs and lifts a pause (a shutdown either runs the queue or
 /// drops it, and never waits on a pause nobody will lift). `also` is set in
 /// the same step as `CLOSED`.
-fn close(shared: &AsyncShared, also: usize) {
+pub(crate) fn close(shared: &AsyncShared, also: usize) {
     shared.set_state(CLOSED | also);
     shared.clear_state(PAUSED);
     shared.intake.queue.wake_all_producers();
