@@ -1,9 +1,41 @@
-//! Event pipelines built on [`crew`] pools.
+//! # crew-pipeline: event pipelines on crew pools
 //!
-//! This crate will hold the pipeline runtime (sources → stages → sinks with
-//! end-to-end backpressure, acks and per-partition offset watermarks) and its
-//! components under `sources/`, `transforms/` and `sinks/`. It is not written
-//! yet; see `design.md` for the plan. For now it re-exports the pool so that the
-//! layering (pool → pipeline → CLI) is already the one the code will keep.
+//! Sources → stages → sinks, with end-to-end backpressure, at-least-once acks
+//! with per-partition offset watermarks, per-key ordering, retries and dead
+//! letters, and a graceful shutdown that commits only what is done.
+//!
+//! ```text
+//! source ─▶ batch ─▶ stage chain on a crew Pool (one job per batch) ─▶ sink thread
+//!    ▲                                                                    │
+//!    └──────────── acks after the sink flushes: watermark, then commit ◀──┘
+//! ```
+//!
+//! The layers, by folder: the runtime (`runtime/`, `acks/`) knows events and
+//! the traits, never a particular component; components (`sources/`,
+//! `transforms/`, `sinks/`) know the traits, never each other.
 
+pub mod acks;
+mod dead_letter;
+mod event;
+mod retry;
+mod runtime;
+mod settings;
+mod sink;
+mod source;
+mod stage;
+
+pub mod sinks;
+pub mod sources;
+pub mod transforms;
+
+pub use dead_letter::Failure;
+pub use event::{Event, Offset, Origin, Partition, Value};
+pub use retry::RetryPolicy;
+pub use runtime::{BuildError, Pipeline, PipelineBuilder, PipelineHandle, Report, Snapshot, StageSnapshot, StopCause};
+pub use settings::{Batching, Budget, Ordering, Settings};
+pub use sink::{OutBatch, Sink, SinkError};
+pub use source::{Full, ReadBatch, ReadStatus, Source, SourceError};
+pub use stage::{Outcome, Stage, StageError};
+
+/// The pool crate the runtime runs on.
 pub use crew;

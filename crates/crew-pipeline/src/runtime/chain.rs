@@ -1,0 +1,227 @@
+//! The worker side: a batch runs through a segment's stages in one job, then
+//! moves to the next segment's pool or, after the last, to the sink thread.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use crew::Pool;
+
+use crate::dead_letter::{push_dead_letter, Failure};
+use crate::event::Event;
+use crate::retry::RetryPolicy;
+use crate::runtime::flow::{Done, Outcomes};
+use crate::sink::OutBatch;
+use crate::stage::{Outcome, Stage, StageError};
+
+/// Counters of one stage, updated once per batch.
+#[derive(Debug, Default)]
+pub(crate) struct StageCounters {
+    pub processed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+}
+
+pub(crate) struct NamedStage {
+    pub name: Arc<str>,
+    pub stage: Arc<dyn Stage>,
+    pub counters: StageCounters,
+}
+
+/// Consecutive stages that run in one job on one pool.
+pub(crate) struct Segment {
+    pub stages: Vec<NamedStage>,
+    pub pool: Pool,
+}
+
+/// What a batch produced, on its way to the sink thread.
+#[derive(Default)]
+pub(crate) struct Outgoing {
+    /// Encoded events for the sink.
+    pub delivered: OutBatch,
+    /// The raw bytes of each delivered event, in case the sink fails and they
+    /// must be dead-lettered.
+    pub delivered_raw: Vec<Bytes>,
+    /// Encoded dead-letter records.
+    pub dead: OutBatch,
+    /// Every event of the batch that is finished once this is written.
+    pub done: Vec<Done>,
+    /// Drops and stage dead letters, by reason.
+    pub outcomes: Outcomes,
+}
+
+/// A batch between segments.
+pub(crate) struct Work {
+    pub events: Vec<Event>,
+    /// The ordering lane, when the pipeline keeps an order.
+    pub lane: Option<u64>,
+    pub out: Outgoing,
+}
+
+pub(crate) struct Chain {
+    pub segments: Vec<Segment>,
+    pub sink: Sender<Outgoing>,
+    pub retry: RetryPolicy,
+}
+
+/// How one event left a segment.
+enum Fate {
+    Keep,
+    Drop(Cow<'static, str>),
+    Dead(Failure),
+}
+
+impl Chain {
+    /// Submits `work` to segment `index`. Returns `false` if its pool is
+    /// closed (a hard stop): the events are abandoned, never acked.
+    pub fn submit(self: &Arc<Self>, index: usize, work: Work) -> bool {
+        let chain = Arc::clone(self);
+        let pool = &self.segments[index].pool;
+        let lane = work.lane;
+        let job = move || chain.run(index, work);
+        match lane {
+            Some(lane) => pool.submit_keyed(&lane, job).is_ok(),
+            None => pool.submit(job).is_ok(),
+        }
+    }
+
+    fn run(self: &Arc<Self>, index: usize, mut work: Work) {
+        let segment = &self.segments[index];
+        let mut kept = Vec::with_capacity(work.events.len());
+        let mut local = vec![(0u64, 0u64, 0u64, 0u64); segment.stages.len()];
+        for mut event in work.events.drain(..) {
+            match self.run_stages(segment, &mut event, &mut local) {
+                Fate::Keep => kept.push(event),
+                Fate::Drop(reason) => {
+                    *work.out.outcomes.dropped.entry(reason.into_owned()).or_default() += 1;
+                    work.out.done.push(done_of(&event));
+                }
+                Fate::Dead(failure) => {
+                    push_dead_letter(&mut work.out.dead, &event, &failure);
+                    *work.out.outcomes.dead_lettered.entry(failure.reason).or_default() += 1;
+                    work.out.done.push(done_of(&event));
+                }
+            }
+        }
+        for (stage, (processed, dropped, failed, retried)) in segment.stages.iter().zip(local) {
+            let c = &stage.counters;
+            c.processed.fetch_add(processed, AtomicOrdering::Relaxed);
+            c.dropped.fetch_add(dropped, AtomicOrdering::Relaxed);
+            c.failed.fetch_add(failed, AtomicOrdering::Relaxed);
+            c.retried.fetch_add(retried, AtomicOrdering::Relaxed);
+        }
+        work.events = kept;
+        if index + 1 < self.segments.len() {
+            // Blocks while the next pool's queue is full: backpressure.
+            self.submit(index + 1, work);
+        } else {
+            let out = encode(work);
+            // Fails only when the sink thread is gone after a hard stop; the
+            // events are then abandoned and read again next time.
+            let _ = self.sink.send(out);
+        }
+    }
+
+    fn run_stages(
+        &self,
+        segment: &Segment,
+        event: &mut Event,
+        local: &mut [(u64, u64, u64, u64)],
+    ) -> Fate {
+        for (stage, counts) in segment.stages.iter().zip(local.iter_mut()) {
+            counts.0 += 1;
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let result = catch_unwind(AssertUnwindSafe(|| stage.stage.process(event)));
+                match result {
+                    Ok(Ok(Outcome::Keep)) => break,
+                    Ok(Ok(Outcome::Drop(reason))) => {
+                        counts.1 += 1;
+                        return Fate::Drop(reason);
+                    }
+                    Ok(Err(error)) if error.retriable && self.retry.allows_retry(attempts) => {
+                        counts.3 += 1;
+                        std::thread::sleep(self.retry.backoff(attempts));
+                    }
+                    Ok(Err(StageError { reason, message, .. })) => {
+                        counts.2 += 1;
+                        return Fate::Dead(Failure {
+                            reason: reason.into_owned(),
+                            stage: stage.name.to_string(),
+                            attempts,
+                            message,
+                        });
+                    }
+                    Err(panic) => {
+                        counts.2 += 1;
+                        return Fate::Dead(Failure {
+                            reason: "panic".to_owned(),
+                            stage: stage.name.to_string(),
+                            attempts,
+                            message: panic_message(&*panic),
+                        });
+                    }
+                }
+            }
+        }
+        Fate::Keep
+    }
+}
+
+fn done_of(event: &Event) -> Done {
+    Done {
+        partition: event.origin().partition,
+        ticket: event.ticket,
+        bytes: event.budget_bytes(),
+    }
+}
+
+/// Encodes the kept events of the last segment for the sink.
+fn encode(mut work: Work) -> Outgoing {
+    let mut out = work.out;
+    for event in work.events.drain(..) {
+        let origin = event.origin();
+        let key = event.key().map(Bytes::copy_from_slice);
+        let encoded = match event.value() {
+            Some(value) => out
+                .delivered
+                .try_push(origin, key, |buf| sonic_rs::to_writer(&mut *buf, value)),
+            None => {
+                out.delivered.push(origin, key, |buf| buf.extend_from_slice(event.raw()));
+                Ok(())
+            }
+        };
+        match encoded {
+            Ok(()) => out.delivered_raw.push(event.raw_bytes().clone()),
+            Err(error) => {
+                let failure = Failure {
+                    reason: "encode".to_owned(),
+                    stage: "encode".to_owned(),
+                    attempts: 1,
+                    message: error.to_string(),
+                };
+                push_dead_letter(&mut out.dead, &event, &failure);
+                *out.outcomes.dead_lettered.entry(failure.reason).or_default() += 1;
+            }
+        }
+        out.done.push(done_of(&event));
+    }
+    out
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}

@@ -1,0 +1,89 @@
+//! Hands a read batch to the first pool: whole, or split into ordered lanes.
+
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::Arc;
+
+use sonic_rs::JsonValueTrait;
+
+use crate::event::Event;
+use crate::runtime::chain::{Chain, Outgoing, Work};
+use crate::settings::{Ordering, Settings};
+
+pub(crate) struct Dispatch {
+    ordering: Ordering,
+    lanes: usize,
+    key_path: Vec<String>,
+}
+
+impl Dispatch {
+    pub fn new(settings: &Settings) -> Dispatch {
+        Dispatch {
+            ordering: settings.ordering,
+            lanes: settings.lanes.unwrap_or(settings.workers * 8).max(1),
+            key_path: settings
+                .key_field
+                .as_deref()
+                .map(|field| field.split('/').map(str::to_owned).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Submits `events` to the first segment. Jobs of the same lane run one
+    /// at a time in submission order (crew's keyed lanes), which is what
+    /// keeps per-key and per-partition order through every segment. Returns
+    /// `false` if the pool refused (a hard stop).
+    pub fn dispatch(&self, chain: &Arc<Chain>, mut events: Vec<Event>) -> bool {
+        if self.ordering == Ordering::Unordered {
+            return chain.submit(0, work(events, None));
+        }
+        if self.ordering == Ordering::Key && !self.key_path.is_empty() {
+            for event in &mut events {
+                self.fill_key(event);
+            }
+        }
+        let mut lanes: Vec<Vec<Event>> = std::iter::repeat_with(Vec::new).take(self.lanes).collect();
+        for event in events {
+            let lane = self.lane_of(&event);
+            lanes[lane as usize].push(event);
+        }
+        lanes
+            .into_iter()
+            .enumerate()
+            .filter(|(_, lane_events)| !lane_events.is_empty())
+            .all(|(lane, lane_events)| chain.submit(0, work(lane_events, Some(lane as u64))))
+    }
+
+    fn lane_of(&self, event: &Event) -> u64 {
+        match (self.ordering, event.key()) {
+            (Ordering::Key, Some(key)) => {
+                BuildHasherDefault::<DefaultHasher>::default().hash_one(key) % self.lanes as u64
+            }
+            // Keyless events and partition ordering follow their partition.
+            _ => u64::from(event.origin().partition) % self.lanes as u64,
+        }
+    }
+
+    /// Reads the key field out of the raw JSON without parsing the rest; an
+    /// event that has no such field (or is not JSON) keeps no key.
+    fn fill_key(&self, event: &mut Event) {
+        if event.key().is_some() {
+            return;
+        }
+        let Ok(found) = sonic_rs::get_from_slice(event.raw(), &self.key_path) else {
+            return;
+        };
+        let key = match found.as_str() {
+            Some(text) => bytes::Bytes::copy_from_slice(text.as_bytes()),
+            None => bytes::Bytes::copy_from_slice(found.as_raw_str().as_bytes()),
+        };
+        event.set_key(key);
+    }
+}
+
+fn work(events: Vec<Event>, lane: Option<u64>) -> Work {
+    Work {
+        events,
+        lane,
+        out: Outgoing::default(),
+    }
+}

@@ -1,0 +1,171 @@
+//! The sink thread: writes delivered batches and dead letters, flushes, then
+//! acks. Acks wait for the flush so a committed offset never covers an event
+//! the sink could still lose.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver};
+
+use crate::dead_letter::{push_record, Failure, SINK_STAGE};
+use crate::retry::RetryPolicy;
+use crate::runtime::chain::Outgoing;
+use crate::runtime::flow::{Done, Flow, Outcomes};
+use crate::sink::{OutBatch, Sink, SinkError};
+
+/// Acks are applied at least this often, in events, even while batches keep
+/// coming (a busy sink thread would otherwise flush only on the interval).
+const FLUSH_EVERY_EVENTS: usize = 16_384;
+
+pub(crate) struct SinkLoop {
+    pub sink: Box<dyn Sink>,
+    pub dead_letter: Box<dyn Sink>,
+    pub flow: Arc<Flow>,
+    pub retry: RetryPolicy,
+    pub flush_interval: Duration,
+    pending: Vec<Done>,
+    pending_outcomes: Outcomes,
+    last_flush: Instant,
+    failed: bool,
+}
+
+impl SinkLoop {
+    pub fn new(
+        sink: Box<dyn Sink>,
+        dead_letter: Box<dyn Sink>,
+        flow: Arc<Flow>,
+        retry: RetryPolicy,
+        flush_interval: Duration,
+    ) -> Self {
+        SinkLoop {
+            sink,
+            dead_letter,
+            flow,
+            retry,
+            flush_interval,
+            pending: Vec::new(),
+            pending_outcomes: Outcomes::default(),
+            last_flush: Instant::now(),
+            failed: false,
+        }
+    }
+
+    /// Runs until `stop` fires or every sender of `batches` is gone.
+    pub fn run(mut self, batches: Receiver<Outgoing>, stop: Receiver<()>) {
+        loop {
+            let wait = self.flush_interval.saturating_sub(self.last_flush.elapsed());
+            select! {
+                recv(batches) -> message => match message {
+                    Ok(out) => {
+                        self.handle(out);
+                        if self.pending.len() >= FLUSH_EVERY_EVENTS
+                            || batches.is_empty()
+                            || self.last_flush.elapsed() >= self.flush_interval
+                        {
+                            self.flush_and_ack();
+                        }
+                    }
+                    Err(_) => break,
+                },
+                recv(stop) -> _ => break,
+                default(wait) => self.flush_and_ack(),
+            }
+        }
+        self.flush_and_ack();
+    }
+
+    fn handle(&mut self, mut out: Outgoing) {
+        if self.failed {
+            // After a failure nothing more is acked: these events stay
+            // unfinished and are read again on the next run.
+            return;
+        }
+        if !out.delivered.is_empty() {
+            match write_with_retry(&mut *self.sink, &out.delivered, &self.retry) {
+                Ok(()) => out.outcomes.delivered += out.delivered.len() as u64,
+                Err((error, attempts)) => {
+                    let failure = Failure {
+                        reason: "sink".to_owned(),
+                        stage: SINK_STAGE.to_owned(),
+                        attempts,
+                        message: error.message,
+                    };
+                    for ((_, _, origin), raw) in out.delivered.records().zip(&out.delivered_raw) {
+                        push_record(&mut out.dead, origin, raw, &failure);
+                    }
+                    *out.outcomes.dead_lettered.entry(failure.reason).or_default() +=
+                        out.delivered.len() as u64;
+                }
+            }
+        }
+        if !out.dead.is_empty() {
+            if let Err((error, attempts)) = write_with_retry(&mut *self.dead_letter, &out.dead, &self.retry) {
+                self.fail(format!(
+                    "the dead-letter sink failed after {attempts} attempts: {}",
+                    error.message
+                ));
+                return;
+            }
+        }
+        self.pending.append(&mut out.done);
+        self.pending_outcomes.merge(out.outcomes);
+    }
+
+    fn flush_and_ack(&mut self) {
+        self.last_flush = Instant::now();
+        if self.failed || self.pending.is_empty() {
+            return;
+        }
+        if let Err((error, attempts)) = flush_with_retry(&mut *self.sink, &self.retry) {
+            self.fail(format!("the sink failed to flush after {attempts} attempts: {}", error.message));
+            return;
+        }
+        if let Err((error, attempts)) = flush_with_retry(&mut *self.dead_letter, &self.retry) {
+            self.fail(format!(
+                "the dead-letter sink failed to flush after {attempts} attempts: {}",
+                error.message
+            ));
+            return;
+        }
+        let outcomes = std::mem::take(&mut self.pending_outcomes);
+        if !self.flow.finish(&self.pending, outcomes) {
+            self.failed = true;
+        }
+        self.pending.clear();
+    }
+
+    fn fail(&mut self, message: String) {
+        tracing::error!(%message, "pipeline stops reading");
+        self.failed = true;
+        self.pending.clear();
+        self.flow.fail(message);
+    }
+}
+
+fn write_with_retry(sink: &mut dyn Sink, batch: &OutBatch, retry: &RetryPolicy) -> Result<(), (SinkError, u32)> {
+    with_retry(retry, || sink.write(batch))
+}
+
+fn flush_with_retry(sink: &mut dyn Sink, retry: &RetryPolicy) -> Result<(), (SinkError, u32)> {
+    with_retry(retry, || sink.flush())
+}
+
+/// Calls `attempt` until it succeeds, fails with a non-retriable error, or the
+/// policy's attempts are used up; panics in the sink count as non-retriable
+/// failures.
+fn with_retry(retry: &RetryPolicy, mut attempt: impl FnMut() -> Result<(), SinkError>) -> Result<(), (SinkError, u32)> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut attempt))
+            .unwrap_or_else(|panic| Err(SinkError::fatal(format!("the sink panicked: {}", crate::runtime::chain::panic_message(&*panic)))));
+        match result {
+            Ok(()) => return Ok(()),
+            Err(error) if error.retriable && retry.allows_retry(attempts) => {
+                tracing::warn!(error = %error.message, attempts, "sink write failed; retrying");
+                std::thread::sleep(retry.backoff(attempts));
+            }
+            Err(error) => return Err((error, attempts)),
+        }
+    }
+}

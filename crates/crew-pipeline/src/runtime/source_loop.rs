@@ -1,0 +1,345 @@
+//! [`Pipeline`] and its run: the source loop on the caller's thread, the
+//! drain, the final commit.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Sender};
+
+use crate::runtime::chain::{Chain, Segment};
+use crate::runtime::dispatch::Dispatch;
+use crate::runtime::flow::{Flow, FlowState, StopCause};
+use crate::runtime::report::{Live, Report};
+use crate::runtime::sink_loop::SinkLoop;
+use crate::runtime::{PipelineBuilder, PipelineHandle};
+use crate::settings::Settings;
+use crate::sink::Sink;
+use crate::source::{ReadBatch, ReadStatus, Source};
+
+/// How long the sink thread may take to notice a stop after the drain.
+const SINK_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A wired pipeline, ready to [`run`](Pipeline::run).
+pub struct Pipeline {
+    settings: Settings,
+    source: Box<dyn Source>,
+    chain: Arc<Chain>,
+    flow: Arc<Flow>,
+    live: Arc<Live>,
+    dispatch: Dispatch,
+    sink_thread: Option<(thread::JoinHandle<()>, Sender<()>)>,
+    sink_parts: Option<(SinkLoop, crossbeam_channel::Receiver<crate::runtime::chain::Outgoing>)>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+/// Where the source loop is.
+enum Step {
+    Read,
+    Stop(StopCause),
+}
+
+impl Pipeline {
+    /// A builder.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::default()
+    }
+
+    pub(crate) fn new(
+        settings: Settings,
+        source: Box<dyn Source>,
+        segments: Vec<Segment>,
+        sink: Box<dyn Sink>,
+        dead_letter: Box<dyn Sink>,
+    ) -> Pipeline {
+        let workers: usize = segments.iter().map(|s| s.pool.stats().workers).sum();
+        let (sink_tx, sink_rx) = bounded(workers.max(1) * 2);
+        let chain = Arc::new(Chain {
+            segments,
+            sink: sink_tx,
+            retry: settings.stage_retry,
+        });
+        let flow = Arc::new(Flow::new(settings.budget.max_per_partition));
+        let sink_loop = SinkLoop::new(
+            sink,
+            dead_letter,
+            Arc::clone(&flow),
+            settings.sink_retry,
+            settings.flush_interval,
+        );
+        Pipeline {
+            dispatch: Dispatch::new(&settings),
+            live: Arc::new(Live {
+                chain: Arc::clone(&chain),
+                started: Instant::now(),
+            }),
+            settings,
+            source,
+            chain,
+            flow,
+            sink_thread: None,
+            sink_parts: Some((sink_loop, sink_rx)),
+        }
+    }
+
+    /// A handle to stop the run from another thread (a signal handler) and
+    /// to read its counters.
+    pub fn handle(&self) -> PipelineHandle {
+        PipelineHandle {
+            flow: Arc::clone(&self.flow),
+            shared: Arc::clone(&self.live),
+        }
+    }
+
+    /// Runs until the source ends, a shutdown is requested through a
+    /// [`PipelineHandle`], or a failure stops reading; then drains, commits
+    /// what is done and reports. Blocks the calling thread, which reads the
+    /// source.
+    pub fn run(mut self) -> Report {
+        let started = Instant::now();
+        let (sink_loop, sink_rx) = self.sink_parts.take().expect("run is called once");
+        let (stop_tx, stop_rx) = bounded(1);
+        let sink_thread = thread::Builder::new()
+            .name("crew-sink".to_owned())
+            .spawn(move || sink_loop.run(sink_rx, stop_rx))
+            .expect("spawning the sink thread");
+        self.sink_thread = Some((sink_thread, stop_tx));
+
+        let mut last_commit = Instant::now();
+        let mut commit_error = None;
+        let stopped_by = loop {
+            match self.read_once() {
+                Step::Read => {}
+                Step::Stop(cause) => break cause,
+            }
+            if last_commit.elapsed() >= self.settings.commit_interval {
+                last_commit = Instant::now();
+                commit_error = self.commit();
+            }
+        };
+        self.drain(&mut last_commit, &mut commit_error);
+
+        let mut state = self.flow.lock();
+        state.frozen = true;
+        let report = report_of(&state, stopped_by, started);
+        drop(state);
+        if let Some(error) = self.commit() {
+            commit_error = Some(error);
+        }
+        self.stop_workers(report.abandoned == 0);
+        Report {
+            committed: self.flow.lock().marks.committed().iter().map(|(p, o)| (*p, *o)).collect::<std::collections::BTreeMap<_, _>>().into_iter().collect(),
+            commit_error,
+            ..report
+        }
+    }
+
+    /// Waits for budget, reads one batch, registers and dispatches it.
+    fn read_once(&mut self) -> Step {
+        let budget = self.settings.budget;
+        let batch_limits = self.settings.batch;
+        let (max_events, max_bytes) = {
+            let mut state = self.flow.lock();
+            loop {
+                if let Some(cause) = stop_cause(&state) {
+                    return Step::Stop(cause);
+                }
+                let events_left = budget.max_events.saturating_sub(state.in_flight_events);
+                let bytes_left = budget.max_bytes.saturating_sub(state.in_flight_bytes);
+                if events_left > 0 && bytes_left > 0 {
+                    break (
+                        events_left.min(batch_limits.max_events),
+                        bytes_left.min(batch_limits.max_bytes),
+                    );
+                }
+                // Full: an ack will free budget and wake us.
+                state = self.flow.wait(state, Some(Instant::now() + self.settings.commit_interval));
+            }
+        };
+        let flow = Arc::clone(&self.flow);
+        let mut batch = ReadBatch::new(
+            max_events,
+            max_bytes,
+            Instant::now() + batch_limits.linger,
+            Box::new(move |partition| flow.lock().marks.room(partition)),
+        );
+        let status = match self.read_with_retry(&mut batch) {
+            Ok(status) => status,
+            Err(message) => {
+                self.flow.fail(message.clone());
+                self.register_and_dispatch(batch);
+                return Step::Stop(StopCause::Failed(message));
+            }
+        };
+        let read_any = !batch.is_empty();
+        self.register_and_dispatch(batch);
+        match status {
+            ReadStatus::End => Step::Stop(StopCause::SourceEnded),
+            ReadStatus::Blocked if !read_any => {
+                // Wait for an ack to free partition room.
+                let state = self.flow.lock();
+                if stop_cause(&state).is_none() {
+                    drop(self.flow.wait(state, Some(Instant::now() + self.settings.commit_interval)));
+                }
+                Step::Read
+            }
+            _ => Step::Read,
+        }
+    }
+
+    fn read_with_retry(&mut self, batch: &mut ReadBatch) -> Result<ReadStatus, String> {
+        let retry = self.settings.sink_retry;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.source.read(batch) {
+                Ok(status) => return Ok(status),
+                Err(error) if error.retriable && retry.allows_retry(attempts) => {
+                    tracing::warn!(error = %error, attempts, "source read failed; retrying");
+                    let state = self.flow.lock();
+                    if stop_cause(&state).is_some() {
+                        return Err(format!("the source failed: {error}"));
+                    }
+                    drop(self.flow.wait(state, Some(Instant::now() + retry.backoff(attempts))));
+                }
+                Err(error) => return Err(format!("the source failed after {attempts} attempts: {error}")),
+            }
+        }
+    }
+
+    fn register_and_dispatch(&mut self, batch: ReadBatch) {
+        if batch.events.is_empty() {
+            return;
+        }
+        let mut events = batch.events;
+        {
+            let mut state = self.flow.lock();
+            let mut refused = None;
+            events.retain_mut(|event| {
+                let origin = event.origin();
+                match state.marks.register(origin.partition, origin.offset) {
+                    Ok(ticket) => {
+                        event.ticket = ticket;
+                        true
+                    }
+                    Err(error) => {
+                        refused.get_or_insert(format!(
+                            "the source broke its contract at partition {} offset {}: {error}",
+                            origin.partition, origin.offset
+                        ));
+                        false
+                    }
+                }
+            });
+            state.read += events.len() as u64;
+            state.in_flight_events += events.len();
+            state.in_flight_bytes += events.iter().map(|e| e.budget_bytes()).sum::<usize>();
+            if let Some(message) = refused {
+                state.failure.get_or_insert(message);
+            }
+        }
+        if !self.dispatch.dispatch(&self.chain, events) {
+            self.flow.fail("the stage pool closed while events were dispatched".to_owned());
+        }
+    }
+
+    /// Waits until nothing is in flight, a failure, or the drain deadline.
+    fn drain(&mut self, last_commit: &mut Instant, commit_error: &mut Option<String>) {
+        let deadline = Instant::now() + self.settings.drain_timeout;
+        loop {
+            let state = self.flow.lock();
+            let deadline = state.drain_deadline_override.map_or(deadline, |d| d.min(deadline));
+            if state.in_flight_events == 0 || state.failure.is_some() || Instant::now() >= deadline {
+                return;
+            }
+            let next_commit = *last_commit + self.settings.commit_interval;
+            drop(self.flow.wait(state, Some(deadline.min(next_commit))));
+            if last_commit.elapsed() >= self.settings.commit_interval {
+                *last_commit = Instant::now();
+                if let Some(error) = self.commit() {
+                    *commit_error = Some(error);
+                }
+            }
+        }
+    }
+
+    /// Commits what moved since the last commit; returns the error if the
+    /// source could not.
+    fn commit(&mut self) -> Option<String> {
+        let commits = self.flow.lock().marks.take_commits();
+        if commits.is_empty() {
+            return None;
+        }
+        match self.source.commit(&commits) {
+            Ok(()) => None,
+            Err(error) => {
+                tracing::warn!(%error, "commit failed; will retry with the next commit");
+                self.flow.lock().marks.retract(&commits);
+                Some(error.to_string())
+            }
+        }
+    }
+
+    /// Stops the pools and the sink thread.
+    fn stop_workers(&mut self, drained: bool) {
+        for segment in &self.chain.segments {
+            if drained {
+                segment.pool.shutdown();
+            } else {
+                segment.pool.shutdown_now();
+            }
+        }
+        if let Some((sink_thread, stop)) = self.sink_thread.take() {
+            let _ = stop.send(());
+            let (done_tx, done_rx) = bounded::<()>(1);
+            // The sink thread may be inside a slow write; give it a grace
+            // period, then leave it (its events are already abandoned).
+            let waiter = thread::spawn(move || {
+                let _ = sink_thread.join();
+                let _ = done_tx.send(());
+            });
+            if done_rx.recv_timeout(SINK_STOP_GRACE).is_ok() {
+                let _ = waiter.join();
+            } else {
+                tracing::warn!("the sink did not stop within {SINK_STOP_GRACE:?}; leaving it");
+            }
+        }
+    }
+}
+
+fn stop_cause(state: &FlowState) -> Option<StopCause> {
+    if let Some(message) = &state.failure {
+        return Some(StopCause::Failed(message.clone()));
+    }
+    state.stop_requested.then_some(StopCause::Requested)
+}
+
+fn report_of(state: &FlowState, stopped_by: StopCause, started: Instant) -> Report {
+    let outcomes = &state.outcomes;
+    let dropped = outcomes.dropped_total();
+    let dead_lettered = outcomes.dead_total();
+    // A failure seen during the drain (a dead-letter sink that broke) is the
+    // reason the run ended, even if reading had stopped for another reason.
+    let stopped_by = match (&state.failure, stopped_by) {
+        (Some(message), StopCause::SourceEnded | StopCause::Requested) => StopCause::Failed(message.clone()),
+        (_, cause) => cause,
+    };
+    Report {
+        read: state.read,
+        delivered: outcomes.delivered,
+        dropped,
+        dropped_by_reason: outcomes.dropped.clone(),
+        dead_lettered,
+        dead_lettered_by_reason: outcomes.dead_lettered.clone(),
+        abandoned: state.read - outcomes.delivered - dropped - dead_lettered,
+        committed: Vec::new(),
+        stopped_by,
+        commit_error: None,
+        elapsed: started.elapsed(),
+    }
+}

@@ -1,0 +1,5 @@
+//! Sinks: where events go.
+
+mod blackhole;
+
+pub use blackhole::Blackhole;
