@@ -55,7 +55,10 @@ pub(crate) fn push_dead_letter(out: &mut OutBatch, event: &Event, failure: &Fail
 pub(crate) fn push_record(out: &mut OutBatch, origin: Origin, raw: &[u8], failure: &Failure) {
     let (original, original_base64) = match std::str::from_utf8(raw) {
         Ok(text) => (Some(text), None),
-        Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(raw))),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(raw)),
+        ),
     };
     let record = DeadLetterRecord {
         reason: &failure.reason,

@@ -24,6 +24,7 @@ mod sink;
 mod source;
 mod stage;
 
+pub mod pixels;
 pub mod sinks;
 pub mod sources;
 pub mod transforms;
@@ -31,7 +32,10 @@ pub mod transforms;
 pub use dead_letter::Failure;
 pub use event::{Event, Offset, Origin, Partition, Value};
 pub use retry::RetryPolicy;
-pub use runtime::{BuildError, Pipeline, PipelineBuilder, PipelineHandle, Report, Snapshot, StageSnapshot, StopCause};
+pub use runtime::{
+    BuildError, Pipeline, PipelineBuilder, PipelineHandle, Report, Snapshot, StageSnapshot,
+    StopCause,
+};
 pub use settings::{Batching, Budget, Ordering, Settings};
 pub use sink::{OutBatch, Sink, SinkError};
 pub use source::{Full, ReadBatch, ReadStatus, Source, SourceError};

@@ -139,7 +139,9 @@ impl From<std::io::Error> for SinkError {
         // or timed-out write may.
         let retriable = matches!(
             error.kind(),
-            std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            std::io::ErrorKind::Interrupted
+                | std::io::ErrorKind::WouldBlock
+                | std::io::ErrorKind::TimedOut
         );
         SinkError {
             message: error.to_string(),

@@ -59,7 +59,9 @@ impl From<std::io::Error> for SourceError {
     fn from(error: std::io::Error) -> Self {
         let retriable = matches!(
             error.kind(),
-            std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            std::io::ErrorKind::Interrupted
+                | std::io::ErrorKind::WouldBlock
+                | std::io::ErrorKind::TimedOut
         );
         SourceError {
             message: error.to_string(),
@@ -141,7 +143,10 @@ impl ReadBatch {
     pub fn room(&mut self, partition: Partition) -> usize {
         let batch_room = self.max_events - self.events.len();
         let room_of = &self.room_of;
-        let partition_room = *self.room.entry(partition).or_insert_with(|| room_of(partition));
+        let partition_room = *self
+            .room
+            .entry(partition)
+            .or_insert_with(|| room_of(partition));
         partition_room.min(batch_room)
     }
 

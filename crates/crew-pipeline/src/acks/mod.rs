@@ -33,6 +33,9 @@ pub struct Watermarks {
     per_partition: usize,
     partitions: HashMap<Partition, PartitionWatermark>,
     committed: HashMap<Partition, Offset>,
+    /// What `committed` held for the partitions of the last hand-out, so a
+    /// failed commit can be taken back to the last one that succeeded.
+    before_last: Vec<(Partition, Option<Offset>)>,
 }
 
 impl Watermarks {
@@ -43,6 +46,7 @@ impl Watermarks {
             per_partition,
             partitions: HashMap::new(),
             committed: HashMap::new(),
+            before_last: Vec::new(),
         }
     }
 
@@ -71,7 +75,10 @@ impl Watermarks {
 
     /// Events registered and not yet done, over all partitions.
     pub fn unfinished(&self) -> usize {
-        self.partitions.values().map(PartitionWatermark::unfinished).sum()
+        self.partitions
+            .values()
+            .map(PartitionWatermark::unfinished)
+            .sum()
     }
 
     /// Partitions whose done-through offset moved since the last call, with
@@ -85,8 +92,10 @@ impl Watermarks {
                 }
             }
         }
+        self.before_last.clear();
         for &(partition, offset) in &commits {
-            self.committed.insert(partition, offset);
+            let before = self.committed.insert(partition, offset);
+            self.before_last.push((partition, before));
         }
         commits.sort_unstable();
         commits
@@ -96,9 +105,18 @@ impl Watermarks {
     /// [`take_commits`](Self::take_commits) hands them out again.
     pub fn retract(&mut self, commits: &[(Partition, Offset)]) {
         for (partition, offset) in commits {
-            if self.committed.get(partition) == Some(offset) {
-                self.committed.remove(partition);
+            if self.committed.get(partition) != Some(offset) {
+                continue;
             }
+            let before = self
+                .before_last
+                .iter()
+                .find(|(p, _)| p == partition)
+                .and_then(|(_, before)| *before);
+            match before {
+                Some(previous) => self.committed.insert(*partition, previous),
+                None => self.committed.remove(partition),
+            };
         }
     }
 

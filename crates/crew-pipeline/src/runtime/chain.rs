@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use crossbeam_channel::Sender;
 use crew::Pool;
+use crossbeam_channel::Sender;
 
 use crate::dead_letter::{push_dead_letter, Failure};
 use crate::event::Event;
 use crate::retry::RetryPolicy;
-use crate::runtime::flow::{Done, Outcomes};
+use crate::runtime::flow::{Done, Flow, Outcomes};
+use crate::runtime::lane_gate::LaneGate;
 use crate::sink::OutBatch;
 use crate::stage::{Outcome, Stage, StageError};
 
@@ -59,7 +60,7 @@ pub(crate) struct Outgoing {
 pub(crate) struct Work {
     pub events: Vec<Event>,
     /// The ordering lane, when the pipeline keeps an order.
-    pub lane: Option<u64>,
+    pub lane: Option<usize>,
     pub out: Outgoing,
 }
 
@@ -67,6 +68,10 @@ pub(crate) struct Chain {
     pub segments: Vec<Segment>,
     pub sink: Sender<Outgoing>,
     pub retry: RetryPolicy,
+    /// Ordered lanes' batches waiting for their lane (unused when unordered).
+    pub lanes: LaneGate,
+    /// To wake the dispatcher when a lane with waiting batches frees up.
+    pub flow: Arc<Flow>,
 }
 
 /// How one event left a segment.
@@ -82,12 +87,9 @@ impl Chain {
     pub fn submit(self: &Arc<Self>, index: usize, work: Work) -> bool {
         let chain = Arc::clone(self);
         let pool = &self.segments[index].pool;
-        let lane = work.lane;
-        let job = move || chain.run(index, work);
-        match lane {
-            Some(lane) => pool.submit_keyed(&lane, job).is_ok(),
-            None => pool.submit(job).is_ok(),
-        }
+        // Plain submits even for ordered lanes: the lane gate lets at most
+        // one batch per lane into the pools, so the order needs nothing more.
+        pool.submit(move || chain.run(index, work)).is_ok()
     }
 
     fn run(self: &Arc<Self>, index: usize, mut work: Work) {
@@ -98,12 +100,22 @@ impl Chain {
             match self.run_stages(segment, &mut event, &mut local) {
                 Fate::Keep => kept.push(event),
                 Fate::Drop(reason) => {
-                    *work.out.outcomes.dropped.entry(reason.into_owned()).or_default() += 1;
+                    *work
+                        .out
+                        .outcomes
+                        .dropped
+                        .entry(reason.into_owned())
+                        .or_default() += 1;
                     work.out.done.push(done_of(&event));
                 }
                 Fate::Dead(failure) => {
                     push_dead_letter(&mut work.out.dead, &event, &failure);
-                    *work.out.outcomes.dead_lettered.entry(failure.reason).or_default() += 1;
+                    *work
+                        .out
+                        .outcomes
+                        .dead_lettered
+                        .entry(failure.reason)
+                        .or_default() += 1;
                     work.out.done.push(done_of(&event));
                 }
             }
@@ -116,14 +128,24 @@ impl Chain {
             c.retried.fetch_add(retried, AtomicOrdering::Relaxed);
         }
         work.events = kept;
+        let lane = work.lane;
         if index + 1 < self.segments.len() {
             // Blocks while the next pool's queue is full: backpressure.
-            self.submit(index + 1, work);
+            if self.submit(index + 1, work) {
+                return;
+            }
         } else {
             let out = encode(work);
             // Fails only when the sink thread is gone after a hard stop; the
             // events are then abandoned and read again next time.
             let _ = self.sink.send(out);
+        }
+        // The batch has left the pools (sent to the sink thread, whose
+        // channel keeps the order): the lane's next batch may go in.
+        if let Some(lane) = lane {
+            if self.lanes.finish(lane) {
+                self.flow.lanes_ready();
+            }
         }
     }
 
@@ -149,7 +171,9 @@ impl Chain {
                         counts.3 += 1;
                         std::thread::sleep(self.retry.backoff(attempts));
                     }
-                    Ok(Err(StageError { reason, message, .. })) => {
+                    Ok(Err(StageError {
+                        reason, message, ..
+                    })) => {
                         counts.2 += 1;
                         return Fate::Dead(Failure {
                             reason: reason.into_owned(),
@@ -193,7 +217,8 @@ fn encode(mut work: Work) -> Outgoing {
                 .delivered
                 .try_push(origin, key, |buf| sonic_rs::to_writer(&mut *buf, value)),
             None => {
-                out.delivered.push(origin, key, |buf| buf.extend_from_slice(event.raw()));
+                out.delivered
+                    .push(origin, key, |buf| buf.extend_from_slice(event.raw()));
                 Ok(())
             }
         };
@@ -207,7 +232,10 @@ fn encode(mut work: Work) -> Outgoing {
                     message: error.to_string(),
                 };
                 push_dead_letter(&mut out.dead, &event, &failure);
-                *out.outcomes.dead_lettered.entry(failure.reason).or_default() += 1;
+                *out.outcomes
+                    .dead_lettered
+                    .entry(failure.reason)
+                    .or_default() += 1;
             }
         }
         out.done.push(done_of(&event));

@@ -28,10 +28,13 @@ impl Dispatch {
         }
     }
 
-    /// Submits `events` to the first segment. Jobs of the same lane run one
-    /// at a time in submission order (crew's keyed lanes), which is what
-    /// keeps per-key and per-partition order through every segment. Returns
-    /// `false` if the pool refused (a hard stop).
+    /// Hands `events` to the first segment. In an ordered mode the batch is
+    /// split by lane and each part waits in the chain's [`LaneGate`] until
+    /// its lane has nothing inside the pools, which keeps per-key and
+    /// per-partition order through every segment. Returns `false` if the
+    /// pool refused (a hard stop).
+    ///
+    /// [`LaneGate`]: crate::runtime::lane_gate::LaneGate
     pub fn dispatch(&self, chain: &Arc<Chain>, mut events: Vec<Event>) -> bool {
         if self.ordering == Ordering::Unordered {
             return chain.submit(0, work(events, None));
@@ -41,16 +44,33 @@ impl Dispatch {
                 self.fill_key(event);
             }
         }
-        let mut lanes: Vec<Vec<Event>> = std::iter::repeat_with(Vec::new).take(self.lanes).collect();
+        let mut lanes: Vec<Vec<Event>> =
+            std::iter::repeat_with(Vec::new).take(self.lanes).collect();
         for event in events {
             let lane = self.lane_of(&event);
             lanes[lane as usize].push(event);
         }
-        lanes
+        for (lane, lane_events) in lanes.into_iter().enumerate() {
+            if !lane_events.is_empty() {
+                chain.lanes.enqueue(lane, lane_events);
+            }
+        }
+        Self::pump(chain)
+    }
+
+    /// Submits the waiting batches of every lane that has nothing inside the
+    /// pools. Returns `false` if the pool refused (a hard stop).
+    pub fn pump(chain: &Arc<Chain>) -> bool {
+        chain
+            .lanes
+            .take_ready()
             .into_iter()
-            .enumerate()
-            .filter(|(_, lane_events)| !lane_events.is_empty())
-            .all(|(lane, lane_events)| chain.submit(0, work(lane_events, Some(lane as u64))))
+            .all(|(lane, events)| chain.submit(0, work(events, Some(lane))))
+    }
+
+    /// How many lanes an ordered pipeline spreads its events over.
+    pub fn lanes(&self) -> usize {
+        self.lanes
     }
 
     fn lane_of(&self, event: &Event) -> u64 {
@@ -80,7 +100,7 @@ impl Dispatch {
     }
 }
 
-fn work(events: Vec<Event>, lane: Option<u64>) -> Work {
+fn work(events: Vec<Event>, lane: Option<usize>) -> Work {
     Work {
         events,
         lane,

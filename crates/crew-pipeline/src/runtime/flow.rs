@@ -74,6 +74,9 @@ pub(crate) struct FlowState {
     pub frozen: bool,
     pub failure: Option<String>,
     pub drain_deadline_override: Option<Instant>,
+    /// An ordered lane freed up while batches of it wait: the dispatcher
+    /// must run before the source thread waits again.
+    pub lanes_ready: bool,
 }
 
 pub(crate) struct Flow {
@@ -94,6 +97,7 @@ impl Flow {
                 frozen: false,
                 failure: None,
                 drain_deadline_override: None,
+                lanes_ready: false,
             }),
             changed: Condvar::new(),
         }
@@ -103,15 +107,22 @@ impl Flow {
         // A panic while holding this lock is a bug in this crate (user code
         // never runs under it); the state is still consistent enough to
         // report, so a poisoned lock is used as is.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Waits for a change, until `deadline` if one is given.
+    /// Waits for a change, until `deadline` if one is given. Returns at once
+    /// when a lane is ready, so the dispatcher runs first; the flag is set
+    /// under this lock, so a lane freed just before the wait is not missed.
     pub fn wait<'a>(
         &self,
         guard: MutexGuard<'a, FlowState>,
         deadline: Option<Instant>,
     ) -> MutexGuard<'a, FlowState> {
+        if guard.lanes_ready {
+            return guard;
+        }
         match deadline {
             None => self.changed.wait(guard).unwrap_or_else(|p| p.into_inner()),
             Some(deadline) => {
@@ -122,6 +133,17 @@ impl Flow {
                     .0
             }
         }
+    }
+
+    /// Tells the source thread that an ordered lane can take its next batch.
+    pub fn lanes_ready(&self) {
+        self.lock().lanes_ready = true;
+        self.notify();
+    }
+
+    /// Clears the lanes-ready flag before the dispatcher looks at the lanes.
+    pub fn take_lanes_ready(&self) -> bool {
+        std::mem::take(&mut self.lock().lanes_ready)
     }
 
     pub fn notify(&self) {

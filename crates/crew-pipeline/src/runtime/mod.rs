@@ -4,6 +4,7 @@
 mod chain;
 mod dispatch;
 mod flow;
+mod lane_gate;
 mod report;
 mod sink_loop;
 mod source_loop;
@@ -53,15 +54,16 @@ struct StageDecl {
 
 /// Wires a source, stages and sinks into a [`Pipeline`].
 ///
-/// ```ignore
+/// ```
 /// use crew_pipeline::sinks::Blackhole;
-/// use crew_pipeline::sources::Generator;
+/// use crew_pipeline::sources::{Generator, GeneratorConfig};
 /// use crew_pipeline::transforms::ParseJson;
 /// use crew_pipeline::{Pipeline, Settings};
 ///
+/// let source = Generator::new(GeneratorConfig { count: Some(1_000), ..Default::default() }).unwrap();
 /// let pipeline = Pipeline::builder()
 ///     .settings(Settings { workers: 2, ..Settings::default() })
-///     .source(Generator::new(Default::default()).count(1_000))
+///     .source(source)
 ///     .stage("parse", ParseJson::default())
 ///     .sink(Blackhole::default())
 ///     .dead_letter(Blackhole::default())
@@ -108,13 +110,23 @@ impl PipelineBuilder {
     /// Appends a stage that starts its own pool of `workers`: it and the
     /// stages after it (up to the next such stage) run there, so that part
     /// of the pipeline scales on its own.
-    pub fn stage_with_workers(self, name: impl Into<String>, stage: impl Stage, workers: usize) -> Self {
+    pub fn stage_with_workers(
+        self,
+        name: impl Into<String>,
+        stage: impl Stage,
+        workers: usize,
+    ) -> Self {
         self.arc_stage(name, Arc::new(stage), Some(workers))
     }
 
     /// Appends a shared stage; `own_workers` as in
     /// [`stage_with_workers`](Self::stage_with_workers).
-    pub fn arc_stage(mut self, name: impl Into<String>, stage: Arc<dyn Stage>, own_workers: Option<usize>) -> Self {
+    pub fn arc_stage(
+        mut self,
+        name: impl Into<String>,
+        stage: Arc<dyn Stage>,
+        own_workers: Option<usize>,
+    ) -> Self {
         self.stages.push(StageDecl {
             name: name.into(),
             stage,
@@ -161,7 +173,10 @@ impl PipelineBuilder {
             (settings.batch.max_bytes, "batch.max_bytes"),
             (settings.budget.max_events, "budget.max_events"),
             (settings.budget.max_bytes, "budget.max_bytes"),
-            (settings.budget.max_per_partition, "budget.max_per_partition"),
+            (
+                settings.budget.max_per_partition,
+                "budget.max_per_partition",
+            ),
             (settings.lanes.unwrap_or(1), "lanes"),
         ] {
             if value == 0 {
@@ -177,7 +192,9 @@ impl PipelineBuilder {
                 }
                 segments.push((Vec::new(), workers, format!("crew-{}", decl.name)));
             }
-            let last = segments.last_mut().expect("there is always a first segment");
+            let last = segments
+                .last_mut()
+                .expect("there is always a first segment");
             last.0.push(NamedStage {
                 name: decl.name.into(),
                 stage: decl.stage,

@@ -44,7 +44,9 @@ pub struct Report {
 impl Report {
     /// Whether the run ended without a failure and abandoned nothing.
     pub fn is_clean(&self) -> bool {
-        !matches!(self.stopped_by, StopCause::Failed(_)) && self.abandoned == 0 && self.commit_error.is_none()
+        !matches!(self.stopped_by, StopCause::Failed(_))
+            && self.abandoned == 0
+            && self.commit_error.is_none()
     }
 }
 
@@ -104,7 +106,12 @@ impl Live {
                 state.outcomes.clone(),
                 state.in_flight_events,
                 state.in_flight_bytes,
-                state.marks.committed().iter().map(|(p, o)| (*p, *o)).collect(),
+                state
+                    .marks
+                    .committed()
+                    .iter()
+                    .map(|(p, o)| (*p, *o))
+                    .collect(),
             )
         };
         let mut stages = Vec::new();

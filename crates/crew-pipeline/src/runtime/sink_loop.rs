@@ -53,7 +53,9 @@ impl SinkLoop {
     /// Runs until `stop` fires or every sender of `batches` is gone.
     pub fn run(mut self, batches: Receiver<Outgoing>, stop: Receiver<()>) {
         loop {
-            let wait = self.flush_interval.saturating_sub(self.last_flush.elapsed());
+            let wait = self
+                .flush_interval
+                .saturating_sub(self.last_flush.elapsed());
             select! {
                 recv(batches) -> message => match message {
                     Ok(out) => {
@@ -93,13 +95,17 @@ impl SinkLoop {
                     for ((_, _, origin), raw) in out.delivered.records().zip(&out.delivered_raw) {
                         push_record(&mut out.dead, origin, raw, &failure);
                     }
-                    *out.outcomes.dead_lettered.entry(failure.reason).or_default() +=
-                        out.delivered.len() as u64;
+                    *out.outcomes
+                        .dead_lettered
+                        .entry(failure.reason)
+                        .or_default() += out.delivered.len() as u64;
                 }
             }
         }
         if !out.dead.is_empty() {
-            if let Err((error, attempts)) = write_with_retry(&mut *self.dead_letter, &out.dead, &self.retry) {
+            if let Err((error, attempts)) =
+                write_with_retry(&mut *self.dead_letter, &out.dead, &self.retry)
+            {
                 self.fail(format!(
                     "the dead-letter sink failed after {attempts} attempts: {}",
                     error.message
@@ -117,7 +123,10 @@ impl SinkLoop {
             return;
         }
         if let Err((error, attempts)) = flush_with_retry(&mut *self.sink, &self.retry) {
-            self.fail(format!("the sink failed to flush after {attempts} attempts: {}", error.message));
+            self.fail(format!(
+                "the sink failed to flush after {attempts} attempts: {}",
+                error.message
+            ));
             return;
         }
         if let Err((error, attempts)) = flush_with_retry(&mut *self.dead_letter, &self.retry) {
@@ -142,7 +151,11 @@ impl SinkLoop {
     }
 }
 
-fn write_with_retry(sink: &mut dyn Sink, batch: &OutBatch, retry: &RetryPolicy) -> Result<(), (SinkError, u32)> {
+fn write_with_retry(
+    sink: &mut dyn Sink,
+    batch: &OutBatch,
+    retry: &RetryPolicy,
+) -> Result<(), (SinkError, u32)> {
     with_retry(retry, || sink.write(batch))
 }
 
@@ -153,12 +166,20 @@ fn flush_with_retry(sink: &mut dyn Sink, retry: &RetryPolicy) -> Result<(), (Sin
 /// Calls `attempt` until it succeeds, fails with a non-retriable error, or the
 /// policy's attempts are used up; panics in the sink count as non-retriable
 /// failures.
-fn with_retry(retry: &RetryPolicy, mut attempt: impl FnMut() -> Result<(), SinkError>) -> Result<(), (SinkError, u32)> {
+fn with_retry(
+    retry: &RetryPolicy,
+    mut attempt: impl FnMut() -> Result<(), SinkError>,
+) -> Result<(), (SinkError, u32)> {
     let mut attempts = 0;
     loop {
         attempts += 1;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut attempt))
-            .unwrap_or_else(|panic| Err(SinkError::fatal(format!("the sink panicked: {}", crate::runtime::chain::panic_message(&*panic)))));
+            .unwrap_or_else(|panic| {
+                Err(SinkError::fatal(format!(
+                    "the sink panicked: {}",
+                    crate::runtime::chain::panic_message(&*panic)
+                )))
+            });
         match result {
             Ok(()) => return Ok(()),
             Err(error) if error.retriable && retry.allows_retry(attempts) => {

@@ -10,6 +10,7 @@ use crossbeam_channel::{bounded, Sender};
 use crate::runtime::chain::{Chain, Segment};
 use crate::runtime::dispatch::Dispatch;
 use crate::runtime::flow::{Flow, FlowState, StopCause};
+use crate::runtime::lane_gate::LaneGate;
 use crate::runtime::report::{Live, Report};
 use crate::runtime::sink_loop::SinkLoop;
 use crate::runtime::{PipelineBuilder, PipelineHandle};
@@ -29,12 +30,17 @@ pub struct Pipeline {
     live: Arc<Live>,
     dispatch: Dispatch,
     sink_thread: Option<(thread::JoinHandle<()>, Sender<()>)>,
-    sink_parts: Option<(SinkLoop, crossbeam_channel::Receiver<crate::runtime::chain::Outgoing>)>,
+    sink_parts: Option<(
+        SinkLoop,
+        crossbeam_channel::Receiver<crate::runtime::chain::Outgoing>,
+    )>,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Pipeline")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -59,12 +65,15 @@ impl Pipeline {
     ) -> Pipeline {
         let workers: usize = segments.iter().map(|s| s.pool.stats().workers).sum();
         let (sink_tx, sink_rx) = bounded(workers.max(1) * 2);
+        let flow = Arc::new(Flow::new(settings.budget.max_per_partition));
+        let dispatch = Dispatch::new(&settings);
         let chain = Arc::new(Chain {
             segments,
             sink: sink_tx,
             retry: settings.stage_retry,
+            lanes: LaneGate::new(dispatch.lanes()),
+            flow: Arc::clone(&flow),
         });
-        let flow = Arc::new(Flow::new(settings.budget.max_per_partition));
         let sink_loop = SinkLoop::new(
             sink,
             dead_letter,
@@ -73,7 +82,7 @@ impl Pipeline {
             settings.flush_interval,
         );
         Pipeline {
-            dispatch: Dispatch::new(&settings),
+            dispatch,
             live: Arc::new(Live {
                 chain: Arc::clone(&chain),
                 started: Instant::now(),
@@ -128,38 +137,60 @@ impl Pipeline {
         state.frozen = true;
         let report = report_of(&state, stopped_by, started);
         drop(state);
-        if let Some(error) = self.commit() {
-            commit_error = Some(error);
-        }
+        // Commits that failed earlier were retracted and are retried here, so
+        // this last result is the one that counts.
+        let commit_error = self.commit();
         self.stop_workers(report.abandoned == 0);
+        let mut committed: Vec<_> = self
+            .flow
+            .lock()
+            .marks
+            .committed()
+            .iter()
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        committed.sort_unstable();
         Report {
-            committed: self.flow.lock().marks.committed().iter().map(|(p, o)| (*p, *o)).collect::<std::collections::BTreeMap<_, _>>().into_iter().collect(),
+            committed,
             commit_error,
             ..report
         }
     }
 
+    /// Submits the batches of ordered lanes that freed up.
+    fn pump_lanes(&self) {
+        if self.flow.take_lanes_ready() && !Dispatch::pump(&self.chain) {
+            self.flow
+                .fail("the stage pool closed while events were dispatched".to_owned());
+        }
+    }
+
     /// Waits for budget, reads one batch, registers and dispatches it.
     fn read_once(&mut self) -> Step {
+        self.pump_lanes();
         let budget = self.settings.budget;
         let batch_limits = self.settings.batch;
         let (max_events, max_bytes) = {
-            let mut state = self.flow.lock();
-            loop {
-                if let Some(cause) = stop_cause(&state) {
-                    return Step::Stop(cause);
-                }
-                let events_left = budget.max_events.saturating_sub(state.in_flight_events);
-                let bytes_left = budget.max_bytes.saturating_sub(state.in_flight_bytes);
-                if events_left > 0 && bytes_left > 0 {
-                    break (
-                        events_left.min(batch_limits.max_events),
-                        bytes_left.min(batch_limits.max_bytes),
-                    );
-                }
-                // Full: an ack will free budget and wake us.
-                state = self.flow.wait(state, Some(Instant::now() + self.settings.commit_interval));
+            let state = self.flow.lock();
+            if let Some(cause) = stop_cause(&state) {
+                return Step::Stop(cause);
             }
+            let events_left = budget.max_events.saturating_sub(state.in_flight_events);
+            let bytes_left = budget.max_bytes.saturating_sub(state.in_flight_bytes);
+            if events_left == 0 || bytes_left == 0 {
+                // The budget is used up: an ack will free some and wake us.
+                // Return after one wait either way, so commits go on while
+                // the sink is slow.
+                drop(
+                    self.flow
+                        .wait(state, Some(Instant::now() + self.settings.commit_interval)),
+                );
+                return Step::Read;
+            }
+            (
+                events_left.min(batch_limits.max_events),
+                bytes_left.min(batch_limits.max_bytes),
+            )
         };
         let flow = Arc::clone(&self.flow);
         let mut batch = ReadBatch::new(
@@ -184,7 +215,10 @@ impl Pipeline {
                 // Wait for an ack to free partition room.
                 let state = self.flow.lock();
                 if stop_cause(&state).is_none() {
-                    drop(self.flow.wait(state, Some(Instant::now() + self.settings.commit_interval)));
+                    drop(
+                        self.flow
+                            .wait(state, Some(Instant::now() + self.settings.commit_interval)),
+                    );
                 }
                 Step::Read
             }
@@ -205,9 +239,16 @@ impl Pipeline {
                     if stop_cause(&state).is_some() {
                         return Err(format!("the source failed: {error}"));
                     }
-                    drop(self.flow.wait(state, Some(Instant::now() + retry.backoff(attempts))));
+                    drop(
+                        self.flow
+                            .wait(state, Some(Instant::now() + retry.backoff(attempts))),
+                    );
                 }
-                Err(error) => return Err(format!("the source failed after {attempts} attempts: {error}")),
+                Err(error) => {
+                    return Err(format!(
+                        "the source failed after {attempts} attempts: {error}"
+                    ))
+                }
             }
         }
     }
@@ -244,7 +285,8 @@ impl Pipeline {
             }
         }
         if !self.dispatch.dispatch(&self.chain, events) {
-            self.flow.fail("the stage pool closed while events were dispatched".to_owned());
+            self.flow
+                .fail("the stage pool closed while events were dispatched".to_owned());
         }
     }
 
@@ -252,9 +294,13 @@ impl Pipeline {
     fn drain(&mut self, last_commit: &mut Instant, commit_error: &mut Option<String>) {
         let deadline = Instant::now() + self.settings.drain_timeout;
         loop {
+            self.pump_lanes();
             let state = self.flow.lock();
-            let deadline = state.drain_deadline_override.map_or(deadline, |d| d.min(deadline));
-            if state.in_flight_events == 0 || state.failure.is_some() || Instant::now() >= deadline {
+            let deadline = state
+                .drain_deadline_override
+                .map_or(deadline, |d| d.min(deadline));
+            if state.in_flight_events == 0 || state.failure.is_some() || Instant::now() >= deadline
+            {
                 return;
             }
             let next_commit = *last_commit + self.settings.commit_interval;
@@ -326,7 +372,9 @@ fn report_of(state: &FlowState, stopped_by: StopCause, started: Instant) -> Repo
     // A failure seen during the drain (a dead-letter sink that broke) is the
     // reason the run ended, even if reading had stopped for another reason.
     let stopped_by = match (&state.failure, stopped_by) {
-        (Some(message), StopCause::SourceEnded | StopCause::Requested) => StopCause::Failed(message.clone()),
+        (Some(message), StopCause::SourceEnded | StopCause::Requested) => {
+            StopCause::Failed(message.clone())
+        }
         (_, cause) => cause,
     };
     Report {
