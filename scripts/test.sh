@@ -23,3 +23,4 @@ echo "== examples (each checks its own claims and exits non-zero if one fails)"
 cargo run --release -q -p crew --example sessions_backlog
 cargo run --release -q -p crew --example request_handler
 cargo run --release -q -p crew --example http_burst -- --mode crew
+cargo run --release -q -p crew-pipeline --example server_pixels -- --events 200000

@@ -63,7 +63,10 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("creating a temporary directory")?;
-    let dir = args.dir.clone().unwrap_or_else(|| scratch.path().to_path_buf());
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let output = dir.join("partners.ndjson");
     let dead_letters = dir.join("dead-letters.ndjson");
@@ -85,7 +88,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let settings = Settings {
         workers: args.workers,
-        ordering: if args.ordered { Ordering::Key } else { Ordering::Unordered },
+        ordering: if args.ordered {
+            Ordering::Key
+        } else {
+            Ordering::Unordered
+        },
         batch: Batching {
             max_events: 1_000,
             ..Batching::default()
@@ -113,8 +120,15 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let secs = report.elapsed.as_secs_f64();
     println!("  read           {:>10}", report.read);
-    println!("  delivered      {:>10}  -> {}", report.delivered, output.display());
-    println!("  dropped        {:>10}  {:?}", report.dropped, report.dropped_by_reason);
+    println!(
+        "  delivered      {:>10}  -> {}",
+        report.delivered,
+        output.display()
+    );
+    println!(
+        "  dropped        {:>10}  {:?}",
+        report.dropped, report.dropped_by_reason
+    );
     println!(
         "  dead-lettered  {:>10}  {:?}  -> {}",
         report.dead_lettered,
@@ -123,10 +137,22 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("  abandoned      {:>10}", report.abandoned);
     println!("  committed      {:?}", report.committed);
-    println!("  elapsed        {secs:.3} s, {:.0} events/s", report.read as f64 / secs);
+    println!(
+        "  elapsed        {secs:.3} s, {:.0} events/s",
+        report.read as f64 / secs
+    );
 
-    ensure!(report.is_clean(), "the run did not end cleanly: {:?}", report.stopped_by);
-    ensure!(report.read == args.events, "read {} of {} events", report.read, args.events);
+    ensure!(
+        report.is_clean(),
+        "the run did not end cleanly: {:?}",
+        report.stopped_by
+    );
+    ensure!(
+        report.read == args.events,
+        "read {} of {} events",
+        report.read,
+        args.events
+    );
     ensure!(
         report.read == report.delivered + report.dropped + report.dead_lettered + report.abandoned,
         "the report does not balance"

@@ -63,7 +63,12 @@ fn settings() -> Settings {
 
 /// Runs the pixels pipeline from `input` to `output` (appending), resuming
 /// from `checkpoint` when given.
-fn run_pipeline(input: &Path, checkpoint: Option<PathBuf>, output: &Path, announce: bool) -> Report {
+fn run_pipeline(
+    input: &Path,
+    checkpoint: Option<PathBuf>,
+    output: &Path,
+    announce: bool,
+) -> Report {
     let mut source_config = FileSourceConfig::new(input);
     source_config.checkpoint = checkpoint;
     let source = FileSource::open(source_config).expect("opening the input");
@@ -182,10 +187,24 @@ fn kill_9_then_restart_loses_nothing() {
     assert!(status.success(), "the restarted child failed: {status}");
 
     let after = event_ids(&dir.path().join("output.ndjson"));
-    let missing: Vec<_> = expected.keys().filter(|id| !after.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "{} event_ids lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(3)]);
-    let unexpected = after.keys().filter(|id| !expected.contains_key(*id)).count();
-    assert_eq!(unexpected, 0, "the output holds event_ids a clean run does not produce");
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|id| !after.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} event_ids lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(3)]
+    );
+    let unexpected = after
+        .keys()
+        .filter(|id| !expected.contains_key(*id))
+        .count();
+    assert_eq!(
+        unexpected, 0,
+        "the output holds event_ids a clean run does not produce"
+    );
     let duplicates: u32 = after.values().map(|n| n - 1).sum();
     assert!(
         duplicates as usize <= BUDGET_EVENTS,

@@ -36,7 +36,9 @@ impl LaneGate {
     fn lock(&self) -> MutexGuard<'_, Vec<Lane>> {
         // Only this module's short critical sections run under the lock; none
         // can panic half-way, so a poisoned lock holds consistent lanes.
-        self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lanes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues a batch behind its lane's earlier ones.

@@ -23,6 +23,9 @@ pub use report::{Report, Snapshot, StageSnapshot};
 
 use chain::{NamedStage, Segment, StageCounters};
 
+/// Stack of each stage worker thread.
+const STAGE_STACK_BYTES: usize = 16 << 20;
+
 /// What [`PipelineBuilder::build`] can refuse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BuildError {
@@ -214,6 +217,10 @@ impl PipelineBuilder {
                     .workers(workers)
                     .queue_capacity(workers * 2)
                     .thread_name(thread_name)
+                    // Parsing recurses per nesting level; ParseJson caps the
+                    // depth, and this stack holds that cap even in a debug
+                    // build. Untouched stack pages cost no memory.
+                    .stack_size(STAGE_STACK_BYTES)
                     .build(),
             })
             .collect();

@@ -44,7 +44,7 @@ mod validate;
 pub use edit::{Edit, EditConfig, EditOp};
 pub use filter::{Condition, DropRule, Filter, FilterConfig};
 pub use literal::Literal;
-pub use parse_json::{ParseJson, ParseJsonConfig};
+pub use parse_json::{ParseJson, ParseJsonConfig, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH};
 pub use path::{FieldPath, InsertError};
 pub use validate::{Check, FieldRule, Validate, ValidateConfig};
 
