@@ -14,6 +14,9 @@
 //!   (see [`b6`]).
 //! - Offload: [`crew::Pool::run`] from many tasks beside
 //!   `tokio::task::spawn_blocking` (see [`offload`]).
+//! - B4: the Server Pixels pipeline (crew-pipeline, file → file) beside
+//!   its Go reference on the same generated file, with a single-thread loop
+//!   of the same stages for the parallel efficiency (see [`b4`]).
 //!
 //! Measuring is separate from printing: [`run_suite`] (or
 //! [`run_suite_with_progress`]) returns a [`Report`], which
@@ -36,6 +39,7 @@ pub mod b1_async;
 pub mod b2;
 pub mod b3;
 pub mod b3_async;
+pub mod b4;
 pub mod b5;
 pub mod b6;
 pub mod machine;
@@ -46,6 +50,7 @@ pub mod report;
 
 use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -63,6 +68,9 @@ pub enum Workload {
     B2,
     /// Jobs that each sleep 1 ms, on 1,000 workers.
     B3,
+    /// The Server Pixels pipeline, file → file, on 2 workers, beside the Go
+    /// reference.
+    B4,
     /// Memory per job queued into a paused pool.
     B5,
     /// B1 for async pools: tiny async jobs, at 2 and 40 workers.
@@ -79,10 +87,11 @@ pub enum Workload {
 impl Workload {
     /// Every workload this harness runs, in order (B6 after B3 and
     /// B3-async, whose figures it uses).
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::B1,
         Workload::B2,
         Workload::B3,
+        Workload::B4,
         Workload::B5,
         Workload::B1Async,
         Workload::B3Async,
@@ -100,6 +109,9 @@ impl Workload {
         Workload::B6,
         Workload::Offload,
     ];
+
+    /// The event-pipeline workloads.
+    pub const PIPELINE: [Workload; 1] = [Workload::B4];
 }
 
 impl fmt::Display for Workload {
@@ -108,6 +120,7 @@ impl fmt::Display for Workload {
             Workload::B1 => "B1",
             Workload::B2 => "B2",
             Workload::B3 => "B3",
+            Workload::B4 => "B4",
             Workload::B5 => "B5",
             Workload::B1Async => "B1-async",
             Workload::B3Async => "B3-async",
@@ -137,11 +150,10 @@ impl FromStr for Workload {
             "B3ASYNC" => Ok(Workload::B3Async),
             "B6" => Ok(Workload::B6),
             "OFFLOAD" => Ok(Workload::Offload),
-            "B4" => Err(format!(
-                "{s} is not a workload this harness runs (B4 has its own pipeline harness)"
-            )),
+            "B4" => Ok(Workload::B4),
             _ => Err(format!(
-                "unknown workload {s:?} (expected B1, B2, B3, B5, B1-async, B3-async, B6 or offload)"
+                "unknown workload {s:?} (expected B1, B2, B3, B4, B5, B1-async, B3-async, B6 or \
+                 offload)"
             )),
         }
     }
@@ -180,6 +192,20 @@ pub struct SuiteOptions {
     pub b3_workers: usize,
     /// B3: how long each job sleeps.
     pub b3_sleep: Duration,
+    /// B4: events in the generated input file.
+    pub b4_events: u64,
+    /// B4: workers of crew's pool and of the Go reference.
+    pub b4_workers: usize,
+    /// B4: crew's batch size, events per job (see [`b4::DEFAULT_BATCH`]).
+    pub b4_batch: usize,
+    /// B4: share of malformed lines in the input, 0.0 to 1.0.
+    pub b4_malformed: f64,
+    /// B4: the Go reference's source directory (see
+    /// [`b4::default_go_source`]).
+    pub b4_go_source: PathBuf,
+    /// B4: where the Go reference is built; `None` for `go-pixels/` in the
+    /// cargo target directory.
+    pub b4_go_build_dir: Option<PathBuf>,
     /// B5: number of jobs queued into the paused pool.
     pub b5_jobs: u64,
     /// B5: workers.
@@ -240,6 +266,12 @@ impl SuiteOptions {
             b3_jobs: 200_000,
             b3_workers: 1_000,
             b3_sleep: Duration::from_millis(1),
+            b4_events: 200_000,
+            b4_workers: 2,
+            b4_batch: b4::DEFAULT_BATCH,
+            b4_malformed: 0.0,
+            b4_go_source: b4::default_go_source(),
+            b4_go_build_dir: None,
             b5_jobs: 1_000_000,
             b5_workers: 4,
             b5_child: None,
@@ -268,6 +300,7 @@ impl SuiteOptions {
         o.b1_jobs /= 10;
         o.b2_jobs /= 10;
         o.b3_jobs /= 10;
+        o.b4_events /= 10;
         o.b5_jobs /= 10;
         o.b1_async_jobs /= 10;
         o.b3_async_jobs /= 10;
@@ -310,6 +343,7 @@ pub fn run_suite_with_progress(opts: &SuiteOptions, progress: &mut dyn FnMut(&Pr
             Workload::B1 => report.b1 = b1::run(opts, progress),
             Workload::B2 => report.b2 = Some(b2::run(opts, progress)),
             Workload::B3 => report.b3 = Some(b3::run(opts, progress)),
+            Workload::B4 => report.b4 = Some(b4::run(opts, progress)),
             Workload::B5 => report.b5 = Some(b5::run(opts, progress)),
             Workload::B1Async => report.b1_async = b1_async::run(opts, progress),
             Workload::B3Async => report.b3_async = Some(b3_async::run(opts, progress)),

@@ -18,23 +18,24 @@ const B5_CHILD: &str = "__b5-child";
 /// peers, all in the same run: the thread pools (B1, B2, B3, B5: crew `Pool`
 /// beside threadpool, rayon and a crossbeam worker loop), the async pools
 /// (B1-async, B3-async: crew `AsyncPool` beside tokio Semaphore + JoinSet,
-/// mpsc-fed worker tasks and buffer_unordered), B6 (queue wait at 80% load)
+/// mpsc-fed worker tasks and buffer_unordered), B4 (the Server Pixels
+/// pipeline, file → file, beside its Go reference on the same file), B6 (queue wait at 80% load)
 /// and offload (`Pool::run` beside `spawn_blocking`).
 ///
 /// Examples: `crew-bench --out docs/benchmarks.md` (everything);
 /// `crew-bench --only async` (B1-async, B3-async, B6, offload);
 /// `crew-bench --quick --only B1-async,B3-async,B6 --b6-secs 2 --repeat 1`
-/// (a smoke run).
+/// (a smoke run); `crew-bench --only B4` (the pipeline against Go).
 #[derive(Debug, Parser)]
 #[command(name = "crew-bench", version)]
 struct Cli {
     /// Scaled-down job counts (÷10, and B6's duration ÷10) for a smoke run.
     #[arg(long)]
     quick: bool,
-    /// Only these workloads, comma-separated: B1, B2, B3, B5, B1-async,
+    /// Only these workloads, comma-separated: B1, B2, B3, B4, B5, B1-async,
     /// B3-async, B6, offload, or the groups `thread` (B1, B2, B3, B5),
-    /// `async` (B1-async, B3-async, B6, offload) and `all`. They run in that
-    /// order whatever the order given.
+    /// `pipeline` (B4), `async` (B1-async, B3-async, B6, offload) and `all`.
+    /// They run in that order whatever the order given.
     #[arg(long, value_delimiter = ',', value_parser = parse_selection)]
     only: Vec<Selection>,
     /// B1: jobs per run (default 1,000,000; --quick 100,000).
@@ -49,6 +50,25 @@ struct Cli {
     /// B3: jobs per run (default 200,000; --quick 20,000).
     #[arg(long, value_name = "N")]
     b3_jobs: Option<u64>,
+    /// B4: events in the generated input file (default 200,000; --quick
+    /// 20,000).
+    #[arg(long, value_name = "N")]
+    b4_events: Option<u64>,
+    /// B4: workers of crew's pool and of the Go reference.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    b4_workers: u64,
+    /// B4: crew's batch size, events per job.
+    #[arg(long, value_name = "N", default_value_t = crew_bench::b4::DEFAULT_BATCH as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    b4_batch: u64,
+    /// B4: share of malformed lines in the input, 0.0 to 1.0 (one in a
+    /// hundred of them a 1 MiB line).
+    #[arg(long, value_name = "SHARE", default_value_t = 0.0)]
+    b4_malformed: f64,
+    /// B4: the Go reference's source directory (default: CREW_GO_PIXELS, else
+    /// shared/anchors/go-pixels beside the workspace). The Go toolchain is
+    /// CREW_GO, else `go` on the PATH, else /tmp/go/bin/go.
+    #[arg(long, value_name = "DIR")]
+    go_pixels: Option<PathBuf>,
     /// B5: jobs queued per run (default 1,000,000; --quick 100,000).
     #[arg(long, value_name = "N")]
     b5_jobs: Option<u64>,
@@ -115,6 +135,7 @@ fn parse_selection(s: &str) -> Result<Selection, String> {
         "all" => Ok(Selection(Workload::ALL.to_vec())),
         "thread" | "threads" => Ok(Selection(Workload::THREAD.to_vec())),
         "async" => Ok(Selection(Workload::ASYNC.to_vec())),
+        "pipeline" => Ok(Selection(Workload::PIPELINE.to_vec())),
         _ => s.parse().map(|w| Selection(vec![w])),
     }
 }
@@ -183,6 +204,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     set(&mut opts.b1_jobs, cli.b1_jobs);
     set(&mut opts.b2_jobs, cli.b2_jobs);
     set(&mut opts.b3_jobs, cli.b3_jobs);
+    set(&mut opts.b4_events, cli.b4_events);
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&cli.b4_malformed),
+        "--b4-malformed must be between 0.0 and 1.0, got {}",
+        cli.b4_malformed
+    );
+    opts.b4_malformed = cli.b4_malformed;
+    opts.b4_workers = cli.b4_workers as usize;
+    opts.b4_batch = cli.b4_batch as usize;
+    if let Some(dir) = cli.go_pixels.clone() {
+        opts.b4_go_source = dir;
+    }
     set(&mut opts.b5_jobs, cli.b5_jobs);
     set(&mut opts.b1_async_jobs, cli.b1_async_jobs);
     set(&mut opts.b3_async_jobs, cli.b3_async_jobs);

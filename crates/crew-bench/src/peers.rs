@@ -63,6 +63,11 @@ pub enum Impl {
     CrewRun,
     /// `tokio::task::spawn_blocking(job).await` from many tokio tasks.
     SpawnBlocking,
+    /// B4: a crew-pipeline `Pipeline` (file source, the Server Pixels
+    /// stages on a crew pool, file sink).
+    Pipeline,
+    /// B4: the Go reference `anchors/go-pixels`, run as a child process.
+    GoPixels,
 }
 
 impl Impl {
@@ -88,7 +93,7 @@ impl Impl {
     pub const OFFLOAD: [Impl; 2] = [Impl::CrewRun, Impl::SpawnBlocking];
 
     /// Every implementation, in the order the report lists them.
-    pub const ALL: [Impl; 14] = [
+    pub const ALL: [Impl; 16] = [
         Impl::Crew,
         Impl::CrewBatch,
         Impl::Threadpool,
@@ -103,6 +108,8 @@ impl Impl {
         Impl::BareTasks,
         Impl::CrewRun,
         Impl::SpawnBlocking,
+        Impl::Pipeline,
+        Impl::GoPixels,
     ];
 
     /// Short, stable name (used on the command line of the B5 child).
@@ -122,6 +129,8 @@ impl Impl {
             Impl::BareTasks => "bare-tasks",
             Impl::CrewRun => "crew-run",
             Impl::SpawnBlocking => "spawn-blocking",
+            Impl::Pipeline => "crew-pipeline",
+            Impl::GoPixels => "go-pixels",
         }
     }
 
@@ -161,6 +170,15 @@ impl Impl {
             Impl::SpawnBlocking => {
                 "`tokio::task::spawn_blocking(job).await` (tokio's default blocking pool)"
             }
+            Impl::Pipeline => {
+                "crew-pipeline `Pipeline`: `FileSource` → the four `pixels::stages()` on a crew \
+                 `Pool` → `FileSink` (dead letters to a second `FileSink`), unordered; timed \
+                 `Pipeline::run`"
+            }
+            Impl::GoPixels => {
+                "`anchors/go-pixels` (Go, `encoding/json`, 100-line jobs on a channel, N worker \
+                 goroutines, one writer) as a child process; its own printed wall time"
+            }
         }
     }
 
@@ -175,7 +193,7 @@ impl Impl {
     pub fn is_crew(self) -> bool {
         matches!(
             self,
-            Impl::Crew | Impl::CrewBatch | Impl::AsyncCrew | Impl::CrewRun
+            Impl::Crew | Impl::CrewBatch | Impl::AsyncCrew | Impl::CrewRun | Impl::Pipeline
         )
     }
 }

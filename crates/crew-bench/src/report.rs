@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::b4::{CountCheck, GoReference, PixelsTable};
 use crate::b5::MemoryTable;
 use crate::b6::LatencyTable;
 use crate::machine::Machine;
@@ -24,6 +25,8 @@ pub struct Report {
     pub b2: Option<ThroughputTable>,
     /// B3.
     pub b3: Option<ThroughputTable>,
+    /// B4: crew-pipeline beside the Go reference and the single-thread loop.
+    pub b4: Option<PixelsTable>,
     /// B5.
     pub b5: Option<MemoryTable>,
     /// B1-async, one table per worker count.
@@ -73,6 +76,7 @@ impl Report {
             b1: Vec::new(),
             b2: None,
             b3: None,
+            b4: None,
             b5: None,
             b1_async: Vec::new(),
             b3_async: None,
@@ -97,19 +101,21 @@ impl Report {
             .iter()
             .chain(self.b2.as_ref())
             .chain(self.b3.as_ref())
+            .chain(self.b4.as_ref().map(|b| &b.table))
             .chain(self.b1_async.iter())
             .chain(self.b3_async.as_ref())
             .chain(self.offload.as_ref())
     }
 
     /// The issue's targets, checked against this run's figures: those of
-    /// the workloads the run selected (all four thread-pool targets when no
-    /// async workload ran, as before; the async ones when one did).
+    /// the workloads the run selected (all four thread-pool targets when
+    /// neither an async workload nor B4 ran, as before; the async ones when
+    /// one did; B4's when it ran).
     pub fn targets(&self) -> Vec<TargetCheck> {
         let w = &self.options.workloads;
         let any = |set: &[Workload]| set.iter().any(|x| w.contains(x));
         let mut out = Vec::new();
-        if any(&Workload::THREAD) || !any(&Workload::ASYNC) {
+        if any(&Workload::THREAD) || !(any(&Workload::ASYNC) || any(&Workload::PIPELINE)) {
             out.extend([
                 b1_target(self.b1_at(40), 40, 2.5),
                 b1_target(self.b1_at(2), 2, 2.0),
@@ -121,6 +127,12 @@ impl Report {
             out.extend([
                 b1_async_target(self.b1_async_at(40), 40, 3.0),
                 b3_async_target(self.b3_async.as_ref(), 0.9),
+            ]);
+        }
+        if any(&Workload::PIPELINE) {
+            out.extend([
+                b4_go_target(self.b4.as_ref(), crate::b4::GOAL_VS_GO),
+                b4_rate_target(self.b4.as_ref(), crate::b4::GOAL_RATE),
             ]);
         }
         out
@@ -140,6 +152,9 @@ impl Report {
                     ));
                 }
             }
+        }
+        if let Some(e) = self.b4.as_ref().and_then(|b| b.error.as_ref()) {
+            out.push(format!("B4: {e}"));
         }
         if let Some(t) = &self.b5 {
             for r in &t.rows {
@@ -194,6 +209,9 @@ impl Report {
             );
             let ideal = b3::ideal_rate(t.workers, sleep);
             write_throughput(&mut s, &title, t, &self.options, Extra::OfIdeal(ideal));
+        }
+        if let Some(t) = &self.b4 {
+            write_pixels(&mut s, t, &self.options);
         }
         if let Some(t) = &self.b5 {
             write_memory(&mut s, t, self.options.repeat);
@@ -315,7 +333,12 @@ impl Report {
             } else {
                 ""
             },
-            if self.b5.is_some() || !o.workloads.iter().any(|w| Workload::ASYNC.contains(w)) {
+            if self.b5.is_some()
+                || !o
+                    .workloads
+                    .iter()
+                    .any(|w| Workload::ASYNC.contains(w) || Workload::PIPELINE.contains(w))
+            {
                 format!(" B5 shows the median of {} runs.", o.repeat.max(1))
             } else {
                 String::new()
@@ -326,11 +349,19 @@ impl Report {
                 ""
             }
         );
-        s.push_str(
-            "- Timed: from the first submit until every job has run (pool built before, torn down after, \
-             neither timed). `crew ÷ this` is crew's `submit` rate over that row's rate, from the same \
-             run: above 1, crew is faster.\n",
-        );
+        if self.throughput_tables().any(|t| t.workload != Workload::B4) {
+            s.push_str(
+                "- Timed: from the first submit until every job has run (pool built before, torn down \
+                 after, neither timed). `crew ÷ this` is crew's `submit` rate over that row's rate, \
+                 from the same run: above 1, crew is faster.\n",
+            );
+        }
+        if self.b4.is_some() {
+            s.push_str(
+                "- B4 is timed as its section says; there `crew ÷ this` is crew-pipeline's rate over \
+                 that row's.\n",
+            );
+        }
         let any_async =
             !self.b1_async.is_empty() || self.b3_async.is_some() || self.offload.is_some();
         if any_async {
@@ -597,6 +628,222 @@ fn b3_async_target(t: Option<&ThroughputTable>, goal: f64) -> TargetCheck {
         measured: Some(measured),
         verdict,
     }
+}
+
+fn b4_go_target(t: Option<&PixelsTable>, goal: f64) -> TargetCheck {
+    let name = "B4 vs Go".to_string();
+    let goal_text = format!("crew-pipeline ≥ {goal} × go-pixels on the same file");
+    let Some(b) = t else {
+        return not_measured(name, goal_text, "B4 was not run".into());
+    };
+    if let GoReference::Missing(why) = &b.go {
+        return not_measured(name, goal_text, format!("no Go row: {why}"));
+    }
+    let Some(r) = b.ratio_to_go() else {
+        return not_measured(name, goal_text, "crew-pipeline or go-pixels failed".into());
+    };
+    let per_cpu = b
+        .cpu_ratio_to_go()
+        .map(|c| format!("; per CPU-second {c:.2}×"))
+        .unwrap_or_default();
+    let measured = format!(
+        "{r:.2}× ({} vs {}){per_cpu}",
+        rate_text(&b.table, Impl::Pipeline),
+        rate_text(&b.table, Impl::GoPixels)
+    );
+    let verdict = if r >= goal {
+        Verdict::Met(format!("{:.0}% above the goal", (r / goal - 1.0) * 100.0))
+    } else {
+        Verdict::Missed(format!(
+            "by {:.2}×: crew-pipeline needs {:.0}% more throughput",
+            goal - r,
+            (goal / r - 1.0) * 100.0
+        ))
+    };
+    TargetCheck {
+        name,
+        goal: goal_text,
+        measured: Some(measured),
+        verdict,
+    }
+}
+
+fn b4_rate_target(t: Option<&PixelsTable>, goal: f64) -> TargetCheck {
+    let name = "B4 rate".to_string();
+    let goal_text = format!("crew-pipeline ≥ {} events/s", thousands(goal as u64));
+    let Some(b) = t else {
+        return not_measured(name, goal_text, "B4 was not run".into());
+    };
+    let Some(rate) = b.table.row(Impl::Pipeline).and_then(|r| r.rate()) else {
+        return not_measured(name, goal_text, "crew-pipeline failed".into());
+    };
+    let efficiency = b
+        .efficiency()
+        .map(|e| {
+            format!(
+                "; efficiency {e:.3} against {} single-thread × {}",
+                rate_text(&b.table, Impl::SingleThread),
+                b.table.workers
+            )
+        })
+        .unwrap_or_default();
+    let measured = format!("{}{efficiency}", format_rate(rate));
+    let verdict = if rate >= goal {
+        Verdict::Met(format!(
+            "{:.0}% above the goal",
+            (rate / goal - 1.0) * 100.0
+        ))
+    } else {
+        Verdict::Missed(format!(
+            "by {}: crew-pipeline needs {:.0}% more throughput",
+            format_rate(goal - rate),
+            (goal / rate - 1.0) * 100.0
+        ))
+    };
+    TargetCheck {
+        name,
+        goal: goal_text,
+        measured: Some(measured),
+        verdict,
+    }
+}
+
+fn write_pixels(s: &mut String, b: &PixelsTable, opts: &SuiteOptions) {
+    let t = &b.table;
+    let _ = writeln!(
+        s,
+        "## B4: Server Pixels, {} events, NDJSON file → NDJSON file, {} workers\n",
+        thousands(t.jobs),
+        t.workers
+    );
+    if let Some(e) = &b.error {
+        let _ = writeln!(s, "Not measured: {e}\n");
+        return;
+    }
+    if let Some(i) = &b.input {
+        let _ = writeln!(
+            s,
+            "- Input: {} events, {:.1} MB, generator seed {}, malformed share {} ({} malformed and {} \
+             invalid lines); written once, read by every run.",
+            thousands(i.events),
+            i.bytes as f64 / 1e6,
+            i.seed,
+            i.malformed_share,
+            thousands(i.malformed),
+            thousands(i.invalid)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "- crew-pipeline: batches of {} events, unordered, otherwise crew-pipeline's default \
+         settings.",
+        b.batch
+    );
+    match &b.go {
+        GoReference::Ready { version, built, .. } => {
+            let _ = writeln!(
+                s,
+                "- go-pixels: `-workers {}`, its default `-batch 100`; {version}{}.",
+                t.workers,
+                if *built {
+                    ", built by this run"
+                } else {
+                    ", binary up to date"
+                }
+            );
+        }
+        GoReference::Missing(why) => {
+            let _ = writeln!(s, "- **go-pixels row missing**: {why}.");
+        }
+    }
+    s.push('\n');
+    let _ = writeln!(
+        s,
+        "| implementation | events/s ({} of {}) | min – max | crew ÷ this | CPU cores busy | events per CPU-second | crew ÷ this, per CPU-second | efficiency |",
+        opts.statistic.name(),
+        opts.repeat.max(1)
+    );
+    s.push_str("|---|---|---|---|---|---|---|---|\n");
+    let crew_cpu = b.cpu_rate(Impl::Pipeline);
+    let crew = t.row(Impl::Pipeline).and_then(|r| r.rate());
+    for row in &t.rows {
+        let imp = row.implementation;
+        let name = if imp.is_crew() {
+            format!("**{}**", imp.name())
+        } else {
+            imp.name().to_string()
+        };
+        let Some(rate) = row.rate() else {
+            let e = row.error.as_deref().unwrap_or("no run").replace('|', "\\|");
+            let _ = writeln!(s, "| {name} | FAILED: {e} | | | | | | |");
+            continue;
+        };
+        let range = row
+            .rate_range()
+            .map(|(lo, hi)| format!("{} – {}", format_rate(lo), format_rate(hi)))
+            .unwrap_or_default();
+        let ratio = crew.map_or_else(|| "—".into(), |c| format!("{:.2}", c / rate));
+        let busy = row
+            .cores_busy()
+            .map_or_else(|| "—".into(), |b| format!("{b:.2}"));
+        let efficiency = match imp {
+            Impl::Pipeline => b
+                .efficiency()
+                .map_or_else(|| "—".into(), |e| format!("{e:.3}")),
+            _ => "—".into(),
+        };
+        let cpu_rate = b.cpu_rate(imp);
+        let cpu_ratio = match (crew_cpu, cpu_rate) {
+            (Some(c), Some(r)) => format!("{:.2}", c / r),
+            _ => "—".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {range} | {ratio} | {busy} | {} | {cpu_ratio} | {efficiency} |",
+            format_rate(rate),
+            cpu_rate.map_or_else(|| "—".into(), format_rate)
+        );
+    }
+    s.push('\n');
+    match b.count_check() {
+        CountCheck::Agree(c) => {
+            let runs: Vec<String> = b
+                .counts
+                .iter()
+                .map(|(imp, v)| format!("{} ×{}", imp.name(), v.len()))
+                .collect();
+            let _ = writeln!(
+                s,
+                "Counts agree in every recorded run ({}): {c}; the failures are exactly the \
+                 generator's broken lines.\n",
+                runs.join(", ")
+            );
+        }
+        CountCheck::Differ(lines) => {
+            s.push_str("**Counts differ:**\n\n");
+            for l in lines {
+                let _ = writeln!(s, "- {l}");
+            }
+            s.push('\n');
+        }
+        CountCheck::NotChecked(why) => {
+            let _ = writeln!(s, "Counts not checked: {why}.\n");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "Timed: crew-pipeline, `Pipeline::run` (first read until the sink flushed the last event; \
+         opening the files and starting the pool are not timed); go-pixels, its own printed wall \
+         time (after opening its files, until its writer flushed); single-thread, the loop (read a \
+         line, call the four stages' `process`, `sonic_rs::to_writer` what is kept into a buffer \
+         written to a file every 1 MiB). CPU cores busy for go-pixels is the child's CPU time over \
+         its wall time. Events per CPU-second: events over the CPU time of the run that used the least \
+         (for go-pixels the child's); on a shared machine the best wall-clock run favours the row \
+         whose runs are short enough to fit in a quiet moment, while CPU time per event hardly \
+         moves with the load, so compare the two ratios. efficiency = crew-pipeline rate / ({} × \
+         single-thread rate).\n",
+        t.workers
+    );
 }
 
 fn not_measured(name: String, goal: String, why: String) -> TargetCheck {

@@ -131,9 +131,10 @@ fn workload_names_parse() {
         ("b3_async", Workload::B3Async),
         ("B6", Workload::B6),
         ("offload", Workload::Offload),
+        ("b4", Workload::B4),
     ] {
         assert_eq!(text.parse::<Workload>(), Ok(w));
         assert_eq!(w.to_string().parse::<Workload>(), Ok(w));
     }
-    assert!("B4".parse::<Workload>().is_err());
+    assert!("B7".parse::<Workload>().is_err());
 }
