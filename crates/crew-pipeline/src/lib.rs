@@ -15,6 +15,7 @@
 //! `transforms/`, `sinks/`) know the traits, never each other.
 
 pub mod acks;
+mod component_error;
 mod dead_letter;
 mod event;
 mod retry;

@@ -1,6 +1,5 @@
 //! The [`Sink`] trait, and the encoded batch a sink writes.
 
-use std::fmt;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -98,56 +97,10 @@ impl OutBatch {
     }
 }
 
-/// A sink's failure to write a batch.
-#[derive(Debug)]
-pub struct SinkError {
-    /// What went wrong.
-    pub message: String,
-    /// Whether writing the same batch again may succeed.
-    pub retriable: bool,
-}
-
-impl SinkError {
-    /// A failure that retrying will not fix.
-    pub fn fatal(message: impl Into<String>) -> Self {
-        SinkError {
-            message: message.into(),
-            retriable: false,
-        }
-    }
-
-    /// A failure worth retrying after a backoff.
-    pub fn retriable(message: impl Into<String>) -> Self {
-        SinkError {
-            message: message.into(),
-            retriable: true,
-        }
-    }
-}
-
-impl fmt::Display for SinkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SinkError {}
-
-impl From<std::io::Error> for SinkError {
-    fn from(error: std::io::Error) -> Self {
-        // A full disk or a closed pipe does not heal by itself; an interrupted
-        // or timed-out write may.
-        let retriable = matches!(
-            error.kind(),
-            std::io::ErrorKind::Interrupted
-                | std::io::ErrorKind::WouldBlock
-                | std::io::ErrorKind::TimedOut
-        );
-        SinkError {
-            message: error.to_string(),
-            retriable,
-        }
-    }
+crate::component_error::component_error! {
+    /// A sink's failure to write or flush a batch: `retriable` when writing
+    /// the same batch again may succeed.
+    SinkError
 }
 
 /// Where events go: a file, stdout, Kafka, or the dead-letter output.

@@ -19,55 +19,11 @@ pub enum ReadStatus {
     End,
 }
 
-/// A source's failure.
-#[derive(Debug)]
-pub struct SourceError {
-    /// What went wrong.
-    pub message: String,
-    /// Whether reading again may succeed (a broker hiccup), or the pipeline
-    /// should stop reading (a corrupt file, bad credentials).
-    pub retriable: bool,
-}
-
-impl SourceError {
-    /// A failure that ends reading.
-    pub fn fatal(message: impl Into<String>) -> Self {
-        SourceError {
-            message: message.into(),
-            retriable: false,
-        }
-    }
-
-    /// A failure worth retrying after a backoff.
-    pub fn retriable(message: impl Into<String>) -> Self {
-        SourceError {
-            message: message.into(),
-            retriable: true,
-        }
-    }
-}
-
-impl fmt::Display for SourceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SourceError {}
-
-impl From<std::io::Error> for SourceError {
-    fn from(error: std::io::Error) -> Self {
-        let retriable = matches!(
-            error.kind(),
-            std::io::ErrorKind::Interrupted
-                | std::io::ErrorKind::WouldBlock
-                | std::io::ErrorKind::TimedOut
-        );
-        SourceError {
-            message: error.to_string(),
-            retriable,
-        }
-    }
+crate::component_error::component_error! {
+    /// A source's failure: `retriable` when reading again may succeed (a
+    /// broker hiccup), not when the pipeline should stop reading (a corrupt
+    /// file, bad credentials).
+    SourceError
 }
 
 /// Where events come from.
