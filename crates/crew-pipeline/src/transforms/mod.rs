@@ -6,6 +6,7 @@
 //! | [`Validate`] | field rules (fast) and/or a JSON Schema (general) | `invalid` |
 //! | [`Filter`] | drops events that match a rule, counted under the rule's reason | — |
 //! | [`Edit`] | field operations in order: set, delete, rename, classify, hash, ... | `edit` |
+//! | `Remap` (feature `remap`) | a VRL program for custom logic; `abort` drops the event | `remap` |
 //!
 //! Each has a config struct that deserializes from TOML (unknown keys are
 //! refused, so a typo is an error, not a silently ignored setting) and a
@@ -39,6 +40,8 @@ mod filter;
 mod literal;
 mod parse_json;
 mod path;
+#[cfg(feature = "remap")]
+mod remap;
 mod validate;
 
 pub use edit::{Edit, EditConfig, EditOp};
@@ -46,6 +49,8 @@ pub use filter::{Condition, DropRule, Filter, FilterConfig};
 pub use literal::Literal;
 pub use parse_json::{ParseJson, ParseJsonConfig, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH};
 pub use path::{FieldPath, InsertError};
+#[cfg(feature = "remap")]
+pub use remap::{Remap, RemapConfig};
 pub use validate::{Check, FieldRule, Validate, ValidateConfig};
 
 /// A transform's configuration that cannot work, found when the stage is
