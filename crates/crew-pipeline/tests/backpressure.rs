@@ -344,14 +344,7 @@ fn peak_heap_is_bounded_by_the_budget_not_the_input() {
 
     let baseline = CURRENT.load(AtomicOrdering::Relaxed);
     PEAK.store(baseline, AtomicOrdering::Relaxed);
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("parse", parse)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "parse", parse, sink, dead);
     let report = run(pipeline);
     let peak = PEAK.load(AtomicOrdering::Relaxed) - baseline;
 
@@ -443,14 +436,7 @@ fn partition_room_scenario(max_per_partition: usize, per_read: usize) {
     let mut s = settings(2);
     s.ordering = Ordering::Partition;
     s.budget.max_per_partition = max_per_partition;
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("gated", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "gated", stage, sink, dead);
     let running = start(pipeline);
     // A failure guard only.
     if others_done_rx.recv_timeout(FLOW_GUARD).is_err() {
@@ -566,14 +552,7 @@ fn other_keys_keep_flowing_while_one_key_is_stuck() {
     let (dead, _) = DeadLetterSink::new();
     let mut s = settings(2);
     s.ordering = Ordering::Key;
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("gated", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "gated", stage, sink, dead);
     let running = start(pipeline);
     if past_rx.recv_timeout(FLOW_GUARD).is_err() {
         let snapshot = running.handle.snapshot();

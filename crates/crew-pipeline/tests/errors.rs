@@ -57,14 +57,7 @@ fn retriable_errors_are_retried_until_they_pass() {
     };
     let mut s = settings(3);
     s.stage_retry = fast_retry(3);
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("flaky", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "flaky", stage, sink, dead);
     let handle = pipeline.handle();
     let report = run(pipeline);
     check_invariant(&report);
@@ -117,14 +110,7 @@ fn exhausted_retries_dead_letter_with_reason_stage_attempts_and_bytes() {
     };
     let mut s = settings(2);
     s.stage_retry = fast_retry(4);
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("lookup", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "lookup", stage, sink, dead);
     let handle = pipeline.handle();
     let report = run(pipeline);
     check_invariant(&report);
@@ -200,14 +186,7 @@ fn fatal_errors_dead_letter_at_once_and_keep_non_utf8_bytes() {
     };
     let mut s = settings(2);
     s.stage_retry = fast_retry(5);
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("validate", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "validate", stage, sink, dead);
     let report = run(pipeline);
     check_invariant(&report);
     assert_eq!(report.dead_lettered, 15);
@@ -442,14 +421,7 @@ fn a_failing_dead_letter_sink_stops_the_run_without_committing_its_events() {
         }
         Ok(Outcome::Keep)
     };
-    let pipeline = Pipeline::builder()
-        .settings(settings(2))
-        .source(source)
-        .stage("validate", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(settings(2), source, "validate", stage, sink, dead);
     let report = run(pipeline);
     check_invariant(&report);
     match &report.stopped_by {
@@ -510,14 +482,7 @@ fn failed_commits_are_retried_and_only_the_last_one_is_reported() {
         common::spin_for(std::time::Duration::from_micros(300));
         Ok(Outcome::Keep)
     };
-    let pipeline = Pipeline::builder()
-        .settings(settings(2))
-        .source(source)
-        .stage("work", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(settings(2), source, "work", stage, sink, dead);
     let report = run(pipeline);
     check_invariant(&report);
     let log = lock(&log);
@@ -583,14 +548,7 @@ fn commits_cover_dropped_and_dead_lettered_events() {
             }
         }
     };
-    let pipeline = Pipeline::builder()
-        .settings(settings(3))
-        .source(source)
-        .stage("mixed", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(settings(3), source, "mixed", stage, sink, dead);
     let report = run(pipeline);
     check_invariant(&report);
     assert_eq!(
@@ -824,14 +782,7 @@ fn the_report_keeps_the_last_successful_commit_when_later_ones_fail() {
         common::spin_for(std::time::Duration::from_micros(300));
         Ok(Outcome::Keep)
     };
-    let pipeline = Pipeline::builder()
-        .settings(settings(2))
-        .source(source)
-        .stage("work", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(settings(2), source, "work", stage, sink, dead);
     let handle = pipeline.handle();
     let report = run(pipeline);
     check_invariant(&report);

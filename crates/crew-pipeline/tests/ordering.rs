@@ -61,14 +61,7 @@ fn run_ordered(
     let (dead, dead_store) = DeadLetterSink::new();
     let mut s = settings(4);
     s.ordering = ordering;
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("busy", busy(seed))
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "busy", busy(seed), sink, dead);
     let report = run(pipeline);
     check_invariant(&report);
     assert_eq!(report.stopped_by, StopCause::SourceEnded);
@@ -237,14 +230,7 @@ fn key_field_reads_the_key_from_raw_json() {
     let mut s = settings(4);
     s.ordering = Ordering::Key;
     s.key_field = Some("user/id".to_owned());
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("busy", busy(seed))
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "busy", busy(seed), sink, dead);
     let report = run(pipeline);
     check_invariant(&report);
     assert_eq!(report.delivered, EVENTS as u64);
@@ -348,14 +334,7 @@ fn a_single_lane_keeps_the_total_read_order() {
     let mut s = settings(4);
     s.ordering = Ordering::Key;
     s.lanes = Some(1);
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("busy", busy(seed))
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "busy", busy(seed), sink, dead);
     let report = run(pipeline);
     check_invariant(&report);
     assert_eq!(report.delivered, n);

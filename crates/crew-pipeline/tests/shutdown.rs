@@ -57,14 +57,7 @@ fn shutdown_from_another_thread_drains_and_commits_everything_read() {
         random_work(1, event.origin(), 50);
         Ok(Outcome::Keep)
     };
-    let pipeline = Pipeline::builder()
-        .settings(settings(2))
-        .source(source)
-        .stage("work", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(settings(2), source, "work", stage, sink, dead);
     let running = start(pipeline);
     progress_rx
         .recv_timeout(GUARD)
@@ -155,14 +148,7 @@ fn drain_deadline_abandons_stuck_events_and_commits_the_finished_prefix() {
     let mut s = settings(2);
     s.ordering = Ordering::Partition;
     s.drain_timeout = Duration::from_millis(200);
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("gated", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "gated", stage, sink, dead);
     let report = start(pipeline).wait();
     assert!(
         !gate.is_open(),
@@ -228,14 +214,7 @@ fn shutdown_now_abandons_in_flight_events_and_commits_only_finished_ones() {
     let (dead, _) = DeadLetterSink::new();
     let mut s = settings(2);
     s.drain_timeout = Duration::from_secs(3600);
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("gated", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "gated", stage, sink, dead);
     let running = start(pipeline);
     reached_rx
         .recv_timeout(GUARD)
@@ -336,14 +315,7 @@ fn shutdown_returns_while_a_stuck_key_fills_the_pool_queue() {
     let mut s = settings(2);
     s.ordering = Ordering::Key;
     s.drain_timeout = Duration::from_millis(300);
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("gated", stage)
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "gated", stage, sink, dead);
     let running = start(pipeline);
     reached_rx
         .recv_timeout(GUARD)

@@ -13,9 +13,7 @@ use common::{
     random_work, run, settings, unsafe_commits, CollectingSink, DeadLetterSink, MemSource, Spec,
 };
 use crew_pipeline::acks::{PartitionWatermark, RegisterError, Watermarks};
-use crew_pipeline::{
-    Event, Offset, Ordering, Origin, Outcome, Partition, Pipeline, StageError, StopCause,
-};
+use crew_pipeline::{Event, Offset, Ordering, Origin, Outcome, Partition, StageError, StopCause};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------
@@ -518,14 +516,7 @@ fn pipeline_respects_watermarks(
     let mut s = settings(workers);
     s.ordering = ordering;
     s.batch.max_events = batch;
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("random", stage)
-        .sink(sink)
-        .dead_letter(dead_sink)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(s, source, "random", stage, sink, dead_sink);
     let report = run(pipeline);
 
     check_invariant(&report);

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crew_pipeline::{
     Batching, Event, Full, Offset, Origin, OutBatch, Partition, Pipeline, PipelineHandle,
     ReadBatch, ReadStatus, Report, RetryPolicy, Settings, Sink, SinkError, Source, SourceError,
+    Stage,
 };
 use sonic_rs::JsonValueTrait;
 
@@ -1105,4 +1106,24 @@ pub fn base64(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// The shape most tests run: one stage between a source and the two sinks.
+#[allow(dead_code)]
+pub fn one_stage_pipeline(
+    settings: Settings,
+    source: impl Source + 'static,
+    name: &str,
+    stage: impl Stage,
+    sink: impl Sink + 'static,
+    dead_letter: impl Sink + 'static,
+) -> Pipeline {
+    Pipeline::builder()
+        .settings(settings)
+        .source(source)
+        .stage(name, stage)
+        .sink(sink)
+        .dead_letter(dead_letter)
+        .build()
+        .expect("a pipeline with a source, a stage and both sinks builds")
 }
