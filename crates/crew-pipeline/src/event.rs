@@ -104,6 +104,11 @@ impl Event {
         self.key.as_deref()
     }
 
+    /// The key as a shared buffer (a cheap clone for the sink's records).
+    pub(crate) fn key_bytes(&self) -> Option<&Bytes> {
+        self.key.as_ref()
+    }
+
     /// Sets the event's key; a stage may derive it from the parsed value.
     pub fn set_key(&mut self, key: impl Into<Bytes>) {
         self.key = Some(key.into());

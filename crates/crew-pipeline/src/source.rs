@@ -129,13 +129,19 @@ impl ReadBatch {
     /// Adds an event. Fails, giving the event back, when the batch is full or
     /// the event's partition has no room.
     pub fn push(&mut self, event: Event) -> Result<(), Full> {
-        let partition = event.origin().partition;
-        if self.is_full() || self.room(partition) == 0 {
+        if self.is_full() {
             return Err(Full(event));
         }
-        if let Some(room) = self.room.get_mut(&partition) {
-            *room -= 1;
+        let room_of = &self.room_of;
+        let partition = event.origin().partition;
+        let room = self
+            .room
+            .entry(partition)
+            .or_insert_with(|| room_of(partition));
+        if *room == 0 {
+            return Err(Full(event));
         }
+        *room -= 1;
         self.bytes += event.budget_bytes();
         self.events.push(event);
         Ok(())

@@ -203,16 +203,14 @@ fn in_flight_never_exceeds_the_budget_and_acks_wait_for_the_sink() {
     let mut s = settings(2);
     s.budget = budget;
     s.batch.max_events = 100;
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("noop", |_: &mut Event| -> Result<Outcome, StageError> {
-            Ok(Outcome::Keep)
-        })
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(
+        s,
+        source,
+        "noop",
+        |_: &mut Event| -> Result<Outcome, StageError> { Ok(Outcome::Keep) },
+        sink,
+        dead,
+    );
     handle.set(pipeline.handle()).expect("set once");
     let report = run(pipeline);
     let seen = lock(&seen);

@@ -311,16 +311,14 @@ fn a_sink_failing_retriably_then_succeeding_delivers() {
     let (dead, dead_store) = DeadLetterSink::new();
     let mut s = settings(2);
     s.sink_retry = fast_retry(4);
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("noop", |_: &mut Event| -> Result<Outcome, StageError> {
-            Ok(Outcome::Keep)
-        })
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(
+        s,
+        source,
+        "noop",
+        |_: &mut Event| -> Result<Outcome, StageError> { Ok(Outcome::Keep) },
+        sink,
+        dead,
+    );
     let report = run(pipeline);
     check_invariant(&report);
     assert!(report.is_clean(), "{report:#?}");
@@ -347,16 +345,14 @@ fn a_sink_that_always_fails_dead_letters_its_events() {
     let (dead, dead_store) = DeadLetterSink::new();
     let mut s = settings(2);
     s.sink_retry = fast_retry(3);
-    let pipeline = Pipeline::builder()
-        .settings(s)
-        .source(source)
-        .stage("noop", |_: &mut Event| -> Result<Outcome, StageError> {
-            Ok(Outcome::Keep)
-        })
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+    let pipeline = common::one_stage_pipeline(
+        s,
+        source,
+        "noop",
+        |_: &mut Event| -> Result<Outcome, StageError> { Ok(Outcome::Keep) },
+        sink,
+        dead,
+    );
     let report = run(pipeline);
     check_invariant(&report);
     assert!(
@@ -703,17 +699,17 @@ fn a_fatal_source_error_stops_the_run_safely() {
     let log = source.log();
     let (sink, store) = CollectingSink::new();
     let (dead, _) = DeadLetterSink::new();
-    let pipeline = Pipeline::builder()
-        .settings(settings(2))
-        .source(source)
-        .stage("work", |e: &mut Event| -> Result<Outcome, StageError> {
+    let pipeline = common::one_stage_pipeline(
+        settings(2),
+        source,
+        "work",
+        |e: &mut Event| -> Result<Outcome, StageError> {
             common::random_work(3, e.origin(), 100);
             Ok(Outcome::Keep)
-        })
-        .sink(sink)
-        .dead_letter(dead)
-        .build()
-        .unwrap();
+        },
+        sink,
+        dead,
+    );
     let report = run(pipeline);
     check_invariant(&report);
     match &report.stopped_by {

@@ -211,7 +211,7 @@ fn encode(mut work: Work) -> Outgoing {
     let mut out = work.out;
     for event in work.events.drain(..) {
         let origin = event.origin();
-        let key = event.key().map(Bytes::copy_from_slice);
+        let key = event.key_bytes().cloned();
         let encoded = match event.value() {
             Some(value) => out
                 .delivered
