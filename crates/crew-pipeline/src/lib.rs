@@ -34,7 +34,7 @@ pub use dead_letter::Failure;
 pub use event::{Event, Offset, Origin, Partition, Value};
 pub use retry::RetryPolicy;
 pub use runtime::{
-    BuildError, Pipeline, PipelineBuilder, PipelineHandle, Report, Snapshot, StageSnapshot,
+    BuildError, Phase, Pipeline, PipelineBuilder, PipelineHandle, Report, Snapshot, StageSnapshot,
     StopCause,
 };
 pub use settings::{Batching, Budget, Ordering, Settings};

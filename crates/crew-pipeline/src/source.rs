@@ -46,6 +46,22 @@ pub trait Source: Send {
     /// Persists `done_through`: for each listed partition, every event at or
     /// below that offset is done. (Kafka's committed offset is that plus one.)
     fn commit(&mut self, done_through: &[(Partition, Offset)]) -> Result<(), SourceError>;
+
+    /// Connects (joins a consumer group, opens a file) before the first
+    /// read. The pipeline reports itself ready once this returns; a
+    /// retriable error is retried with the sink retry policy's backoff until
+    /// a shutdown is asked for. The default does nothing.
+    fn connect(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// For each partition, the offset after the last event available to read
+    /// (Kafka's high watermark), if the source knows it: the pipeline's lag
+    /// is this minus the committed position. Called on the commit interval,
+    /// from the reading thread. The default knows nothing.
+    fn end_offsets(&mut self) -> Vec<(Partition, Offset)> {
+        Vec::new()
+    }
 }
 
 /// The batch a [`Source::read`] call fills, with the limits it must respect.

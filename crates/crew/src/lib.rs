@@ -94,4 +94,4 @@ pub use error::{JobError, SubmitError};
 pub use handle::JobHandle;
 pub use job::JobOutput;
 pub use pool::{Builder, JobBuilder, Pool, ShutdownReport, DEFAULT_QUEUE_CAPACITY};
-pub use stats::{Histogram, Stats};
+pub use stats::{Histogram, SharedHistogram, Stats, Tally};

@@ -364,6 +364,157 @@ impl Histogram {
     }
 }
 
+/// A latency histogram that any number of threads record into, for
+/// latencies measured outside a pool: a pipeline stage's calls, an event's
+/// trip from source to sink.
+///
+/// Each [`record`](Self::record) is three atomic operations on shared cache lines;
+/// a thread that records many values per unit of work (a batch) counts them
+/// in a [`Tally`] and [`add`](Self::add)s it once, which keeps the shared
+/// cache lines out of the hot loop.
+///
+/// ```
+/// use std::time::Duration;
+/// use crew::{SharedHistogram, Tally};
+///
+/// let histogram = SharedHistogram::new();
+/// histogram.record(Duration::from_micros(40));
+/// let mut tally = Tally::new();
+/// for micros in 1..=99 {
+///     tally.record(Duration::from_micros(micros));
+/// }
+/// histogram.add(&tally);
+/// let snapshot = histogram.snapshot();
+/// assert_eq!(snapshot.count(), 100);
+/// assert!(snapshot.p99() >= Duration::from_micros(98));
+/// ```
+pub struct SharedHistogram {
+    buckets: Box<[AtomicU64]>,
+    sum: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Default for SharedHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for SharedHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedHistogram({})", self.snapshot())
+    }
+}
+
+impl SharedHistogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        SharedHistogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            max: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one value.
+    pub fn record(&self, value: Duration) {
+        self.record_n(value, 1);
+    }
+
+    /// Records `n` values of the same size (a batch whose events all waited
+    /// the same time).
+    pub fn record_n(&self, value: Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let nanos = saturating_nanos(value);
+        self.buckets[bucket_of(nanos)].fetch_add(n, Ordering::Relaxed);
+        self.sum
+            .fetch_add(nanos.saturating_mul(n), Ordering::Relaxed);
+        self.max.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// Adds every value counted in `tally`.
+    pub fn add(&self, tally: &Tally) {
+        if tally.count == 0 {
+            return;
+        }
+        for (cell, n) in self.buckets.iter().zip(tally.buckets.iter()) {
+            if *n > 0 {
+                cell.fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        self.sum.fetch_add(tally.sum_nanos, Ordering::Relaxed);
+        self.max.fetch_max(tally.max_nanos, Ordering::Relaxed);
+    }
+
+    /// A point-in-time copy. Concurrent records may be half in it (a bucket
+    /// counted, its sum not yet): exporters tolerate that, as Prometheus
+    /// client libraries do.
+    pub fn snapshot(&self) -> Histogram {
+        let mut snapshot = Histogram::default();
+        for (total, cell) in snapshot.buckets.iter_mut().zip(self.buckets.iter()) {
+            *total = cell.load(Ordering::Relaxed);
+            snapshot.count += *total;
+        }
+        snapshot.sum_nanos = self.sum.load(Ordering::Relaxed);
+        snapshot.max_nanos = self.max.load(Ordering::Relaxed);
+        snapshot
+    }
+}
+
+/// Values counted by one thread with plain arithmetic, to be added to a
+/// [`SharedHistogram`] in one go.
+#[derive(Clone, Debug)]
+pub struct Tally {
+    buckets: Box<[u64]>,
+    count: u64,
+    sum_nanos: u64,
+    max_nanos: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tally {
+    /// An empty tally.
+    pub fn new() -> Self {
+        Tally {
+            buckets: vec![0; BUCKETS].into_boxed_slice(),
+            count: 0,
+            sum_nanos: 0,
+            max_nanos: 0,
+        }
+    }
+
+    /// Counts one value.
+    #[inline]
+    pub fn record(&mut self, value: Duration) {
+        self.record_nanos(saturating_nanos(value));
+    }
+
+    /// Counts one value given in nanoseconds.
+    #[inline]
+    pub fn record_nanos(&mut self, nanos: u64) {
+        self.buckets[bucket_of(nanos)] += 1;
+        self.count += 1;
+        self.sum_nanos = self.sum_nanos.saturating_add(nanos);
+        self.max_nanos = self.max_nanos.max(nanos);
+    }
+
+    /// How many values were counted.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+fn saturating_nanos(value: Duration) -> u64 {
+    value.as_nanos().min(u64::MAX as u128) as u64
+}
+
 /// `n=1000 p50=1.2ms p90=2.1ms p99=3.4ms max=5.0ms`, each rounded to
 /// three significant digits.
 impl std::fmt::Display for Histogram {

@@ -2,6 +2,7 @@
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
+use std::time::Instant;
 
 use sonic_rs::JsonValueTrait;
 
@@ -35,9 +36,9 @@ impl Dispatch {
     /// pool refused (a hard stop).
     ///
     /// [`LaneGate`]: crate::runtime::lane_gate::LaneGate
-    pub fn dispatch(&self, chain: &Arc<Chain>, mut events: Vec<Event>) -> bool {
+    pub fn dispatch(&self, chain: &Arc<Chain>, mut events: Vec<Event>, read_at: Instant) -> bool {
         if self.ordering == Ordering::Unordered {
-            return chain.submit(0, work(events, None));
+            return chain.submit(0, work(events, None, read_at));
         }
         if self.ordering == Ordering::Key && !self.key_path.is_empty() {
             for event in &mut events {
@@ -52,7 +53,7 @@ impl Dispatch {
         }
         for (lane, lane_events) in lanes.into_iter().enumerate() {
             if !lane_events.is_empty() {
-                chain.lanes.enqueue(lane, lane_events);
+                chain.lanes.enqueue(lane, lane_events, read_at);
             }
         }
         Self::pump(chain)
@@ -65,7 +66,7 @@ impl Dispatch {
             .lanes
             .take_ready()
             .into_iter()
-            .all(|(lane, events)| chain.submit(0, work(events, Some(lane))))
+            .all(|(lane, events, read_at)| chain.submit(0, work(events, Some(lane), read_at)))
     }
 
     /// How many lanes an ordered pipeline spreads its events over.
@@ -100,10 +101,13 @@ impl Dispatch {
     }
 }
 
-fn work(events: Vec<Event>, lane: Option<usize>) -> Work {
+fn work(events: Vec<Event>, lane: Option<usize>, read_at: Instant) -> Work {
     Work {
         events,
         lane,
-        out: Outgoing::default(),
+        out: Outgoing {
+            read_at: Some(read_at),
+            ..Outgoing::default()
+        },
     }
 }

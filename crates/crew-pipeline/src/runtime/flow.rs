@@ -77,6 +77,40 @@ pub(crate) struct FlowState {
     /// An ordered lane freed up while batches of it wait: the dispatcher
     /// must run before the source thread waits again.
     pub lanes_ready: bool,
+    /// The source's `connect` returned: the pipeline is reading.
+    pub connected: bool,
+    /// Reading stopped (for any reason) and the run is draining.
+    pub draining: bool,
+    /// The run has returned its report.
+    pub finished: bool,
+}
+
+/// Where a run is, for readiness checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// The source is connecting.
+    Starting,
+    /// Reading and processing.
+    Running,
+    /// A shutdown was asked for, or a failure stopped reading: in-flight
+    /// events are finishing.
+    Draining,
+    /// The run is over.
+    Stopped,
+}
+
+impl FlowState {
+    pub fn phase(&self) -> Phase {
+        if self.finished {
+            Phase::Stopped
+        } else if self.draining || self.stop_requested || self.failure.is_some() {
+            Phase::Draining
+        } else if self.connected {
+            Phase::Running
+        } else {
+            Phase::Starting
+        }
+    }
 }
 
 pub(crate) struct Flow {
@@ -98,6 +132,9 @@ impl Flow {
                 failure: None,
                 drain_deadline_override: None,
                 lanes_ready: false,
+                connected: false,
+                draining: false,
+                finished: false,
             }),
             changed: Condvar::new(),
         }

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use crate::event::Event;
 
@@ -18,8 +19,8 @@ use crate::event::Event;
 struct Lane {
     /// A batch of this lane is inside the pools.
     running: bool,
-    /// Batches read after it, in read order.
-    waiting: VecDeque<Vec<Event>>,
+    /// Batches read after it, in read order, with when they were read.
+    waiting: VecDeque<(Vec<Event>, Instant)>,
 }
 
 pub(crate) struct LaneGate {
@@ -42,13 +43,13 @@ impl LaneGate {
     }
 
     /// Queues a batch behind its lane's earlier ones.
-    pub fn enqueue(&self, lane: usize, events: Vec<Event>) {
-        self.lock()[lane].waiting.push_back(events);
+    pub fn enqueue(&self, lane: usize, events: Vec<Event>, read_at: Instant) {
+        self.lock()[lane].waiting.push_back((events, read_at));
     }
 
     /// Takes, for every lane with nothing inside the pools, its oldest
     /// waiting batch, and marks the lane running.
-    pub fn take_ready(&self) -> Vec<(usize, Vec<Event>)> {
+    pub fn take_ready(&self) -> Vec<(usize, Vec<Event>, Instant)> {
         let mut lanes = self.lock();
         let mut ready = Vec::new();
         for (index, lane) in lanes.iter_mut().enumerate() {
@@ -57,9 +58,9 @@ impl LaneGate {
             }
             // One read batch at a time, not all that wait merged: a batch
             // that gets stuck then holds back only the events read with it.
-            if let Some(events) = lane.waiting.pop_front() {
+            if let Some((events, read_at)) = lane.waiting.pop_front() {
                 lane.running = true;
-                ready.push((index, events));
+                ready.push((index, events, read_at));
             }
         }
         ready

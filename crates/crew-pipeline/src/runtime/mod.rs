@@ -18,7 +18,7 @@ use crate::sink::Sink;
 use crate::source::Source;
 use crate::stage::Stage;
 
-pub use flow::StopCause;
+pub use flow::{Phase, StopCause};
 pub use report::{Report, Snapshot, StageSnapshot};
 
 use chain::{NamedStage, Segment, StageCounters};
@@ -253,6 +253,11 @@ impl PipelineHandle {
     /// Counters and gauges of the run so far.
     pub fn snapshot(&self) -> Snapshot {
         self.shared.snapshot(&self.flow)
+    }
+
+    /// Where the run is: cheaper than a snapshot, for readiness probes.
+    pub fn phase(&self) -> Phase {
+        self.flow.lock().phase()
     }
 }
 

@@ -1,13 +1,16 @@
 //! What a run reports at its end ([`Report`]) and while it runs ([`Snapshot`]).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering as AtomicOrdering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crew::{Histogram, SharedHistogram};
 
 use crate::event::{Offset, Partition};
 use crate::runtime::chain::Chain;
-use crate::runtime::flow::{Flow, StopCause};
+use crate::runtime::flow::{Flow, Phase, StopCause};
+use crate::settings::Budget;
 
 /// The end of a run: how every event read ended, what was committed, and why
 /// the run stopped.
@@ -39,6 +42,9 @@ pub struct Report {
     pub commit_error: Option<String>,
     /// How long the run took.
     pub elapsed: Duration,
+    /// From read to acked (written, flushed, watermark moved), per finished
+    /// event.
+    pub event_latency: Histogram,
 }
 
 impl Report {
@@ -63,6 +69,15 @@ pub struct StageSnapshot {
     pub failed: u64,
     /// Retried calls.
     pub retried: u64,
+    /// Time of one call (with its retries), per event.
+    pub duration: Histogram,
+}
+
+impl StageSnapshot {
+    /// Events the stage passed on.
+    pub fn passed(&self) -> u64 {
+        self.processed - self.dropped - self.failed
+    }
 }
 
 /// A running pipeline's counters and gauges, read by exporters at scrape
@@ -87,19 +102,59 @@ pub struct Snapshot {
     pub pools: Vec<(String, crew::Stats)>,
     /// Done-through offsets committed so far, by partition.
     pub committed: BTreeMap<Partition, Offset>,
+    /// The offset after the last event each partition has available, as the
+    /// source last said ([`Source::end_offsets`](crate::Source::end_offsets));
+    /// empty for a source that does not know.
+    pub end_offsets: BTreeMap<Partition, Offset>,
+    /// Where the run is.
+    pub phase: Phase,
+    /// The in-flight limits.
+    pub budget: Budget,
+    /// From read to acked, per finished event.
+    pub event_latency: Histogram,
+    /// Retried sink writes and flushes.
+    pub sink_retries: u64,
+    /// Retried dead-letter writes and flushes.
+    pub dead_letter_retries: u64,
+    /// Commits the source refused.
+    pub commit_errors: u64,
     /// Time since the run started.
     pub uptime: Duration,
+}
+
+impl Snapshot {
+    /// Events of `partition` available and not yet committed: the end
+    /// offset minus the committed position (the committed done-through
+    /// offset plus one, or 0 before the first commit). `None` when the
+    /// source gives no end offset for it.
+    pub fn lag(&self, partition: Partition) -> Option<u64> {
+        let end = *self.end_offsets.get(&partition)?;
+        let position = self.committed.get(&partition).map_or(0, |done| done + 1);
+        Some(end.saturating_sub(position))
+    }
+}
+
+/// Counters the run keeps beside the flow's, all read at snapshot time.
+#[derive(Debug, Default)]
+pub(crate) struct RunMetrics {
+    pub event_latency: SharedHistogram,
+    pub sink_retries: AtomicU64,
+    pub dead_letter_retries: AtomicU64,
+    pub commit_errors: AtomicU64,
+    pub end_offsets: Mutex<BTreeMap<Partition, Offset>>,
 }
 
 /// What a handle needs to read a live snapshot.
 pub(crate) struct Live {
     pub chain: Arc<Chain>,
+    pub metrics: Arc<RunMetrics>,
+    pub budget: Budget,
     pub started: Instant,
 }
 
 impl Live {
     pub fn snapshot(&self, flow: &Flow) -> Snapshot {
-        let (read, outcomes, in_flight_events, in_flight_bytes, committed) = {
+        let (read, outcomes, in_flight_events, in_flight_bytes, committed, phase) = {
             let state = flow.lock();
             (
                 state.read,
@@ -112,6 +167,7 @@ impl Live {
                     .iter()
                     .map(|(p, o)| (*p, *o))
                     .collect(),
+                state.phase(),
             )
         };
         let mut stages = Vec::new();
@@ -128,6 +184,7 @@ impl Live {
                     dropped: c.dropped.load(AtomicOrdering::Relaxed),
                     failed: c.failed.load(AtomicOrdering::Relaxed),
                     retried: c.retried.load(AtomicOrdering::Relaxed),
+                    duration: c.duration.snapshot(),
                 });
             }
         }
@@ -141,6 +198,21 @@ impl Live {
             stages,
             pools,
             committed,
+            end_offsets: self
+                .metrics
+                .end_offsets
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
+            phase,
+            budget: self.budget,
+            event_latency: self.metrics.event_latency.snapshot(),
+            sink_retries: self.metrics.sink_retries.load(AtomicOrdering::Relaxed),
+            dead_letter_retries: self
+                .metrics
+                .dead_letter_retries
+                .load(AtomicOrdering::Relaxed),
+            commit_errors: self.metrics.commit_errors.load(AtomicOrdering::Relaxed),
             uptime: self.started.elapsed(),
         }
     }

@@ -2,6 +2,7 @@
 //! acks. Acks wait for the flush so a committed offset never covers an event
 //! the sink could still lose.
 
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,8 @@ use crate::dead_letter::{push_record, Failure, SINK_STAGE};
 use crate::retry::RetryPolicy;
 use crate::runtime::chain::Outgoing;
 use crate::runtime::flow::{Done, Flow, Outcomes};
-use crate::sink::{OutBatch, Sink, SinkError};
+use crate::runtime::report::RunMetrics;
+use crate::sink::{Sink, SinkError};
 
 /// Acks are applied at least this often, in events, even while batches keep
 /// coming (a busy sink thread would otherwise flush only on the interval).
@@ -23,7 +25,11 @@ pub(crate) struct SinkLoop {
     pub flow: Arc<Flow>,
     pub retry: RetryPolicy,
     pub flush_interval: Duration,
+    metrics: Arc<RunMetrics>,
     pending: Vec<Done>,
+    /// When each pending batch was read, and how many of its events it
+    /// finishes: the read-to-ack latency is recorded once they are acked.
+    pending_reads: Vec<(Instant, u64)>,
     pending_outcomes: Outcomes,
     last_flush: Instant,
     failed: bool,
@@ -36,6 +42,7 @@ impl SinkLoop {
         flow: Arc<Flow>,
         retry: RetryPolicy,
         flush_interval: Duration,
+        metrics: Arc<RunMetrics>,
     ) -> Self {
         SinkLoop {
             sink,
@@ -43,7 +50,9 @@ impl SinkLoop {
             flow,
             retry,
             flush_interval,
+            metrics,
             pending: Vec::new(),
+            pending_reads: Vec::new(),
             pending_outcomes: Outcomes::default(),
             last_flush: Instant::now(),
             failed: false,
@@ -83,7 +92,9 @@ impl SinkLoop {
             return;
         }
         if !out.delivered.is_empty() {
-            match write_with_retry(&mut *self.sink, &out.delivered, &self.retry) {
+            match with_retry(&self.retry, &self.metrics.sink_retries, || {
+                self.sink.write(&out.delivered)
+            }) {
                 Ok(()) => out.outcomes.delivered += out.delivered.len() as u64,
                 Err((error, attempts)) => {
                     let failure = Failure {
@@ -104,7 +115,9 @@ impl SinkLoop {
         }
         if !out.dead.is_empty() {
             if let Err((error, attempts)) =
-                write_with_retry(&mut *self.dead_letter, &out.dead, &self.retry)
+                with_retry(&self.retry, &self.metrics.dead_letter_retries, || {
+                    self.dead_letter.write(&out.dead)
+                })
             {
                 self.fail(format!(
                     "the dead-letter sink failed after {attempts} attempts: {}",
@@ -112,6 +125,9 @@ impl SinkLoop {
                 ));
                 return;
             }
+        }
+        if let Some(read_at) = out.read_at {
+            self.pending_reads.push((read_at, out.done.len() as u64));
         }
         self.pending.append(&mut out.done);
         self.pending_outcomes.merge(out.outcomes);
@@ -122,14 +138,20 @@ impl SinkLoop {
         if self.failed || self.pending.is_empty() {
             return;
         }
-        if let Err((error, attempts)) = flush_with_retry(&mut *self.sink, &self.retry) {
+        if let Err((error, attempts)) = with_retry(&self.retry, &self.metrics.sink_retries, || {
+            self.sink.flush()
+        }) {
             self.fail(format!(
                 "the sink failed to flush after {attempts} attempts: {}",
                 error.message
             ));
             return;
         }
-        if let Err((error, attempts)) = flush_with_retry(&mut *self.dead_letter, &self.retry) {
+        if let Err((error, attempts)) =
+            with_retry(&self.retry, &self.metrics.dead_letter_retries, || {
+                self.dead_letter.flush()
+            })
+        {
             self.fail(format!(
                 "the dead-letter sink failed to flush after {attempts} attempts: {}",
                 error.message
@@ -137,30 +159,27 @@ impl SinkLoop {
             return;
         }
         let outcomes = std::mem::take(&mut self.pending_outcomes);
-        if !self.flow.finish(&self.pending, outcomes) {
+        if self.flow.finish(&self.pending, outcomes) {
+            let acked = Instant::now();
+            for (read_at, events) in self.pending_reads.drain(..) {
+                self.metrics
+                    .event_latency
+                    .record_n(acked.saturating_duration_since(read_at), events);
+            }
+        } else {
             self.failed = true;
         }
         self.pending.clear();
+        self.pending_reads.clear();
     }
 
     fn fail(&mut self, message: String) {
         tracing::error!(%message, "pipeline stops reading");
         self.failed = true;
         self.pending.clear();
+        self.pending_reads.clear();
         self.flow.fail(message);
     }
-}
-
-fn write_with_retry(
-    sink: &mut dyn Sink,
-    batch: &OutBatch,
-    retry: &RetryPolicy,
-) -> Result<(), (SinkError, u32)> {
-    with_retry(retry, || sink.write(batch))
-}
-
-fn flush_with_retry(sink: &mut dyn Sink, retry: &RetryPolicy) -> Result<(), (SinkError, u32)> {
-    with_retry(retry, || sink.flush())
 }
 
 /// Calls `attempt` until it succeeds, fails with a non-retriable error, or the
@@ -168,6 +187,7 @@ fn flush_with_retry(sink: &mut dyn Sink, retry: &RetryPolicy) -> Result<(), (Sin
 /// failures.
 fn with_retry(
     retry: &RetryPolicy,
+    retries: &AtomicU64,
     mut attempt: impl FnMut() -> Result<(), SinkError>,
 ) -> Result<(), (SinkError, u32)> {
     let mut attempts = 0;
@@ -184,6 +204,7 @@ fn with_retry(
             Ok(()) => return Ok(()),
             Err(error) if error.retriable && retry.allows_retry(attempts) => {
                 tracing::warn!(error = %error.message, attempts, "sink write failed; retrying");
+                retries.fetch_add(1, AtomicOrdering::Relaxed);
                 std::thread::sleep(retry.backoff(attempts));
             }
             Err(error) => return Err((error, attempts)),

@@ -1,6 +1,7 @@
 //! [`Pipeline`] and its run: the source loop on the caller's thread, the
 //! drain, the final commit.
 
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use crate::runtime::chain::{Chain, Segment};
 use crate::runtime::dispatch::Dispatch;
 use crate::runtime::flow::{Flow, FlowState, StopCause};
 use crate::runtime::lane_gate::LaneGate;
-use crate::runtime::report::{Live, Report};
+use crate::runtime::report::{Live, Report, RunMetrics};
 use crate::runtime::sink_loop::SinkLoop;
 use crate::runtime::{PipelineBuilder, PipelineHandle};
 use crate::settings::Settings;
@@ -28,6 +29,7 @@ pub struct Pipeline {
     chain: Arc<Chain>,
     flow: Arc<Flow>,
     live: Arc<Live>,
+    metrics: Arc<RunMetrics>,
     dispatch: Dispatch,
     sink_thread: Option<(thread::JoinHandle<()>, Sender<()>)>,
     sink_parts: Option<(
@@ -73,20 +75,26 @@ impl Pipeline {
             retry: settings.stage_retry,
             lanes: LaneGate::new(dispatch.lanes()),
             flow: Arc::clone(&flow),
+            clock: quanta::Clock::new(),
         });
+        let metrics = Arc::new(RunMetrics::default());
         let sink_loop = SinkLoop::new(
             sink,
             dead_letter,
             Arc::clone(&flow),
             settings.sink_retry,
             settings.flush_interval,
+            Arc::clone(&metrics),
         );
         Pipeline {
             dispatch,
             live: Arc::new(Live {
                 chain: Arc::clone(&chain),
+                metrics: Arc::clone(&metrics),
+                budget: settings.budget,
                 started: Instant::now(),
             }),
+            metrics,
             settings,
             source,
             chain,
@@ -121,16 +129,20 @@ impl Pipeline {
 
         let mut last_commit = Instant::now();
         let mut commit_error = None;
-        let stopped_by = loop {
-            match self.read_once() {
-                Step::Read => {}
-                Step::Stop(cause) => break cause,
-            }
-            if last_commit.elapsed() >= self.settings.commit_interval {
-                last_commit = Instant::now();
-                commit_error = self.commit();
-            }
+        let stopped_by = match self.connect() {
+            Err(cause) => cause,
+            Ok(()) => loop {
+                match self.read_once() {
+                    Step::Read => {}
+                    Step::Stop(cause) => break cause,
+                }
+                if last_commit.elapsed() >= self.settings.commit_interval {
+                    last_commit = Instant::now();
+                    commit_error = self.commit();
+                }
+            },
         };
+        self.flow.lock().draining = true;
         self.drain(&mut last_commit, &mut commit_error);
 
         let mut state = self.flow.lock();
@@ -150,10 +162,42 @@ impl Pipeline {
             .map(|(p, o)| (*p, *o))
             .collect();
         committed.sort_unstable();
+        self.flow.lock().finished = true;
         Report {
             committed,
             commit_error,
+            event_latency: self.metrics.event_latency.snapshot(),
             ..report
+        }
+    }
+
+    /// Connects the source, retrying retriable errors until a stop is asked
+    /// for; marks the pipeline connected.
+    fn connect(&mut self) -> Result<(), StopCause> {
+        let retry = self.settings.sink_retry;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            match self.source.connect() {
+                Ok(()) => {
+                    self.flow.lock().connected = true;
+                    return Ok(());
+                }
+                Err(error) => {
+                    let state = self.flow.lock();
+                    if !error.retriable || stop_cause(&state).is_some() {
+                        drop(state);
+                        let message = format!("the source could not connect: {error}");
+                        self.flow.fail(message.clone());
+                        return Err(StopCause::Failed(message));
+                    }
+                    tracing::warn!(%error, attempts, "the source could not connect; retrying");
+                    // Retries go on until a shutdown: a broker that is down
+                    // at start is not a reason to exit under a supervisor.
+                    let backoff = retry.backoff(attempts);
+                    drop(self.flow.wait(state, Some(Instant::now() + backoff)));
+                }
+            }
         }
     }
 
@@ -257,6 +301,7 @@ impl Pipeline {
         if batch.events.is_empty() {
             return;
         }
+        let read_at = Instant::now();
         let mut events = batch.events;
         {
             let mut state = self.flow.lock();
@@ -284,7 +329,7 @@ impl Pipeline {
                 state.failure.get_or_insert(message);
             }
         }
-        if !self.dispatch.dispatch(&self.chain, events) {
+        if !self.dispatch.dispatch(&self.chain, events, read_at) {
             self.flow
                 .fail("the stage pool closed while events were dispatched".to_owned());
         }
@@ -317,6 +362,14 @@ impl Pipeline {
     /// Commits what moved since the last commit; returns the error if the
     /// source could not.
     fn commit(&mut self) -> Option<String> {
+        let ends = self.source.end_offsets();
+        if !ends.is_empty() {
+            self.metrics
+                .end_offsets
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .extend(ends);
+        }
         let commits = self.flow.lock().marks.take_commits();
         if commits.is_empty() {
             return None;
@@ -325,6 +378,9 @@ impl Pipeline {
             Ok(()) => None,
             Err(error) => {
                 tracing::warn!(%error, "commit failed; will retry with the next commit");
+                self.metrics
+                    .commit_errors
+                    .fetch_add(1, AtomicOrdering::Relaxed);
                 self.flow.lock().marks.retract(&commits);
                 Some(error.to_string())
             }
@@ -389,5 +445,6 @@ fn report_of(state: &FlowState, stopped_by: StopCause, started: Instant) -> Repo
         stopped_by,
         commit_error: None,
         elapsed: started.elapsed(),
+        event_latency: crew::Histogram::default(),
     }
 }

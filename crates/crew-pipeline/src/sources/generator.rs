@@ -777,6 +777,16 @@ impl Source for Generator {
         self.commits.record(done_through);
         Ok(())
     }
+
+    /// What was generated so far: a generator has nothing waiting beyond
+    /// what it made, so its lag is what is read and not yet committed.
+    fn end_offsets(&mut self) -> Vec<(Partition, Offset)> {
+        (0..)
+            .zip(&self.next_offsets)
+            .filter(|(_, next)| **next > 0)
+            .map(|(partition, next)| (partition, *next))
+            .collect()
+    }
 }
 
 /// After a refused push: `More` if the batch is full, else the partition had
