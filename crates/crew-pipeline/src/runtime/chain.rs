@@ -6,11 +6,12 @@ use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use crew::SubmitError;
 use crew::{Pool, SharedHistogram, Tally};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{SendTimeoutError, Sender};
 
 use crate::dead_letter::{push_dead_letter, Failure};
 use crate::event::Event;
@@ -19,6 +20,10 @@ use crate::runtime::flow::{Done, Flow, Outcomes};
 use crate::runtime::lane_gate::LaneGate;
 use crate::sink::OutBatch;
 use crate::stage::{Outcome, Stage, StageError};
+
+/// How often a hand-off blocked by backpressure looks at the drain deadline:
+/// a sink stuck for good must not keep a stop from ending the run.
+const HAND_OFF_TICK: Duration = Duration::from_millis(50);
 
 /// Counters of one stage, updated once per batch.
 #[derive(Debug, Default)]
@@ -100,14 +105,40 @@ enum Fate {
 }
 
 impl Chain {
-    /// Submits `work` to segment `index`. Returns `false` if its pool is
-    /// closed (a hard stop): the events are abandoned, never acked.
+    /// Submits `work` to segment `index`, waiting while its queue is full
+    /// (backpressure). Returns `false` if the pool is closed or the drain
+    /// deadline passes while waiting (a hard stop): the events are
+    /// abandoned, never acked.
     pub fn submit(self: &Arc<Self>, index: usize, work: Work) -> bool {
         let chain = Arc::clone(self);
         let pool = &self.segments[index].pool;
         // Plain submits even for ordered lanes: the lane gate lets at most
         // one batch per lane into the pools, so the order needs nothing more.
-        pool.submit(move || chain.run(index, work)).is_ok()
+        let mut job = match pool.try_submit(move || chain.run(index, work)) {
+            Ok(()) => return true,
+            Err(SubmitError::Full(job)) => job,
+            Err(_) => return false,
+        };
+        loop {
+            job = match pool.submit_timeout(job, HAND_OFF_TICK) {
+                Ok(()) => return true,
+                Err(SubmitError::Timeout(job)) if !self.flow.past_deadline() => job,
+                Err(_) => return false,
+            };
+        }
+    }
+
+    /// Hands a finished batch to the sink thread, waiting while its channel
+    /// is full; gives up (the events are abandoned) when the sink thread is
+    /// gone or the drain deadline passes.
+    fn send_to_sink(&self, mut out: Outgoing) {
+        loop {
+            out = match self.sink.send_timeout(out, HAND_OFF_TICK) {
+                Ok(()) => return,
+                Err(SendTimeoutError::Timeout(out)) if !self.flow.past_deadline() => out,
+                Err(_) => return,
+            };
+        }
     }
 
     fn run(self: &Arc<Self>, index: usize, mut work: Work) {
@@ -157,10 +188,7 @@ impl Chain {
                 return;
             }
         } else {
-            let out = encode(work);
-            // Fails only when the sink thread is gone after a hard stop; the
-            // events are then abandoned and read again next time.
-            let _ = self.sink.send(out);
+            self.send_to_sink(encode(work));
         }
         // The batch has left the pools (sent to the sink thread, whose
         // channel keeps the order): the lane's next batch may go in.

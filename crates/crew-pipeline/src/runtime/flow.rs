@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::acks::Watermarks;
 use crate::event::Partition;
@@ -69,6 +69,9 @@ pub(crate) struct FlowState {
     pub read: u64,
     pub outcomes: Outcomes,
     pub stop_requested: bool,
+    /// When the first stop was requested: the drain deadline counts from
+    /// here.
+    pub stop_requested_at: Option<Instant>,
     /// Set at the drain deadline: acks after it are not applied, so the
     /// final commit and report are one consistent snapshot.
     pub frozen: bool,
@@ -116,10 +119,11 @@ impl FlowState {
 pub(crate) struct Flow {
     state: Mutex<FlowState>,
     changed: Condvar,
+    drain_timeout: Duration,
 }
 
 impl Flow {
-    pub fn new(per_partition: usize) -> Flow {
+    pub fn new(per_partition: usize, drain_timeout: Duration) -> Flow {
         Flow {
             state: Mutex::new(FlowState {
                 marks: Watermarks::new(per_partition),
@@ -128,6 +132,7 @@ impl Flow {
                 read: 0,
                 outcomes: Outcomes::default(),
                 stop_requested: false,
+                stop_requested_at: None,
                 frozen: false,
                 failure: None,
                 drain_deadline_override: None,
@@ -137,7 +142,29 @@ impl Flow {
                 finished: false,
             }),
             changed: Condvar::new(),
+            drain_timeout,
         }
+    }
+
+    /// When the drain must end, once a stop was requested: the request's
+    /// time plus the drain timeout, or sooner for a stop that skips the
+    /// drain.
+    pub fn drain_deadline(&self, state: &FlowState) -> Option<Instant> {
+        let requested = state.stop_requested_at.map(|at| at + self.drain_timeout);
+        match (requested, state.drain_deadline_override) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether a blocked hand-off should give up: the drain deadline passed
+    /// (or the flow froze). Its events are then abandoned, not committed.
+    pub fn past_deadline(&self) -> bool {
+        let state = self.lock();
+        state.frozen
+            || self
+                .drain_deadline(&state)
+                .is_some_and(|deadline| Instant::now() >= deadline)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, FlowState> {
@@ -214,7 +241,10 @@ impl Flow {
     }
 
     pub fn request_stop(&self) {
-        self.lock().stop_requested = true;
+        let mut state = self.lock();
+        state.stop_requested = true;
+        state.stop_requested_at.get_or_insert_with(Instant::now);
+        drop(state);
         self.notify();
     }
 
@@ -222,6 +252,7 @@ impl Flow {
     pub fn request_stop_now(&self) {
         let mut state = self.lock();
         state.stop_requested = true;
+        state.stop_requested_at.get_or_insert_with(Instant::now);
         state.drain_deadline_override = Some(Instant::now());
         drop(state);
         self.notify();

@@ -67,7 +67,10 @@ impl Pipeline {
     ) -> Pipeline {
         let workers: usize = segments.iter().map(|s| s.pool.stats().workers).sum();
         let (sink_tx, sink_rx) = bounded(workers.max(1) * 2);
-        let flow = Arc::new(Flow::new(settings.budget.max_per_partition));
+        let flow = Arc::new(Flow::new(
+            settings.budget.max_per_partition,
+            settings.drain_timeout,
+        ));
         let dispatch = Dispatch::new(&settings);
         let chain = Arc::new(Chain {
             segments,
@@ -204,6 +207,15 @@ impl Pipeline {
     /// Submits the batches of ordered lanes that freed up.
     fn pump_lanes(&self) {
         if self.flow.take_lanes_ready() && !Dispatch::pump(&self.chain) {
+            self.dispatch_refused();
+        }
+    }
+
+    /// A batch could not be handed to the pools. Past the drain deadline
+    /// that is the hard stop working (its events are abandoned); otherwise
+    /// a pool closed under a running pipeline, which is a failure.
+    fn dispatch_refused(&self) {
+        if !self.flow.past_deadline() {
             self.flow
                 .fail("the stage pool closed while events were dispatched".to_owned());
         }
@@ -330,20 +342,20 @@ impl Pipeline {
             }
         }
         if !self.dispatch.dispatch(&self.chain, events, read_at) {
-            self.flow
-                .fail("the stage pool closed while events were dispatched".to_owned());
+            self.dispatch_refused();
         }
     }
 
     /// Waits until nothing is in flight, a failure, or the drain deadline.
     fn drain(&mut self, last_commit: &mut Instant, commit_error: &mut Option<String>) {
-        let deadline = Instant::now() + self.settings.drain_timeout;
+        // A requested stop's deadline counts from the request (reading may
+        // have been blocked a while before it got here); an ended source's
+        // from now.
+        let ended_deadline = Instant::now() + self.settings.drain_timeout;
         loop {
             self.pump_lanes();
             let state = self.flow.lock();
-            let deadline = state
-                .drain_deadline_override
-                .map_or(deadline, |d| d.min(deadline));
+            let deadline = self.flow.drain_deadline(&state).unwrap_or(ended_deadline);
             if state.in_flight_events == 0 || state.failure.is_some() || Instant::now() >= deadline
             {
                 return;
