@@ -384,3 +384,59 @@ fn shutdown_before_run_reads_nothing() {
     assert_eq!(lock(&log).total_pushed(), 0);
     assert!(lock(&store).records.is_empty());
 }
+
+/// A sink stuck for good (a hung write) backs everything up to the source:
+/// the workers wait to hand batches to the sink thread, the source waits for
+/// room in the pool's queue. A stop must still end the run: the blocked
+/// hand-offs give up at the drain deadline, and their events are abandoned.
+#[test]
+fn a_sink_stuck_for_good_does_not_keep_a_stop_from_ending_the_run() {
+    let source = GenSource::new(2, None, event);
+    let gate = Gate::new();
+    let _release = gate.open_on_drop();
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (sink, _store) = CollectingSink::new();
+    let sink = sink.with_hook({
+        let gate = gate.clone();
+        let entered_tx = std::sync::Mutex::new(entered_tx);
+        move |_| {
+            let _ = lock(&entered_tx).send(());
+            gate.wait();
+        }
+    });
+    let (dead, _) = DeadLetterSink::new();
+    let mut s = settings(2);
+    s.drain_timeout = Duration::from_secs(3600);
+    let keep = |_: &mut Event| -> Result<Outcome, StageError> { Ok(Outcome::Keep) };
+    let pipeline = common::one_stage_pipeline(s, source, "keep", keep, sink, dead);
+    let running = start(pipeline);
+    entered_rx
+        .recv_timeout(GUARD)
+        .expect("the sink gets its first batch");
+    // Wait until the backpressure reaches the source: the pool's queue is
+    // full, so the source's next submit blocks.
+    let deadline = std::time::Instant::now() + GUARD;
+    loop {
+        let snapshot = running.handle.snapshot();
+        let stats = &snapshot.pools[0].1;
+        if Some(stats.queued) == stats.queue_capacity {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "HANG: the queue never filled: {stats:?}"
+        );
+        // A condition poll, not a timed wait: the loop ends on the gauge.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    running.handle.shutdown();
+    running.handle.shutdown_now();
+    let report = running.wait();
+    assert!(!gate.is_open(), "the sink was stuck the whole time");
+    gate.open();
+    check_invariant(&report);
+    assert_eq!(report.stopped_by, StopCause::Requested);
+    assert!(report.abandoned > 0, "{report:#?}");
+    // Nothing was acked after the stuck write, so nothing past it committed.
+    assert_eq!(report.delivered, 0, "{report:#?}");
+}
