@@ -24,3 +24,10 @@ cargo run --release -q -p crew --example sessions_backlog
 cargo run --release -q -p crew --example request_handler
 cargo run --release -q -p crew --example http_burst -- --mode crew
 cargo run --release -q -p crew-pipeline --example server_pixels -- --events 200000
+
+echo "== the README's main job: crew run examples/pixels.toml (200,000 events)"
+# In a scratch directory: the example writes to out/ where it is started.
+scratch="$(mktemp -d)"
+trap 'rm -rf "${scratch}"' EXIT
+cargo build --release -q -p crew-cli
+(cd "${scratch}" && CREW_EVENTS=200000 "${CARGO_TARGET_DIR}/release/crew" run --no-admin "${OLDPWD}/examples/pixels.toml")

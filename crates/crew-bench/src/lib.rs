@@ -42,11 +42,13 @@ pub mod b3_async;
 pub mod b4;
 pub mod b5;
 pub mod b6;
+pub mod chart;
 pub mod machine;
 pub mod measure;
 pub mod offload;
 pub mod peers;
 pub mod report;
+pub mod sweep;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -82,6 +84,26 @@ pub enum Workload {
     B6,
     /// `Pool::run` from many async tasks beside `spawn_blocking`.
     Offload,
+}
+
+/// One item of a `--only` list: a workload, or a group of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection(pub Vec<Workload>);
+
+impl std::str::FromStr for Selection {
+    type Err = String;
+
+    /// A workload name (`B1`, `B3-async`, ...) or a group: `all`, `thread`,
+    /// `async`, `pipeline`.
+    fn from_str(s: &str) -> Result<Selection, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "all" => Ok(Selection(Workload::ALL.to_vec())),
+            "thread" | "threads" => Ok(Selection(Workload::THREAD.to_vec())),
+            "async" => Ok(Selection(Workload::ASYNC.to_vec())),
+            "pipeline" => Ok(Selection(Workload::PIPELINE.to_vec())),
+            _ => s.parse().map(|w| Selection(vec![w])),
+        }
+    }
 }
 
 impl Workload {

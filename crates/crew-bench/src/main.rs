@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use crew_bench::{b5, run_suite_with_progress, Impl, Progress, Statistic, SuiteOptions, Workload};
+use crew_bench::{
+    b5, run_suite_with_progress, Impl, Progress, Selection, Statistic, SuiteOptions, Workload,
+};
 
 /// Hidden subcommand through which the suite re-executes itself for B5.
 const B5_CHILD: &str = "__b5-child";
@@ -126,18 +128,8 @@ struct Cli {
     command: Option<Cmd>,
 }
 
-/// One item of `--only`: a workload or a group of them.
-#[derive(Debug, Clone)]
-struct Selection(Vec<Workload>);
-
 fn parse_selection(s: &str) -> Result<Selection, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "all" => Ok(Selection(Workload::ALL.to_vec())),
-        "thread" | "threads" => Ok(Selection(Workload::THREAD.to_vec())),
-        "async" => Ok(Selection(Workload::ASYNC.to_vec())),
-        "pipeline" => Ok(Selection(Workload::PIPELINE.to_vec())),
-        _ => s.parse().map(|w| Selection(vec![w])),
-    }
+    s.parse()
 }
 
 fn parse_impl(s: &str) -> Result<Impl, String> {

@@ -1,21 +1,78 @@
-//! The `crew` binary. Today it reports its version and points at what
-//! exists; `run`, `validate`, `test`, `top`, `bench` and `gen` arrive with the
-//! pipeline (see `design.md`).
+//! The `crew` binary: runs event pipelines from a TOML file, serves their
+//! metrics, tests their configs, generates events and benchmarks.
+//!
+//! The layers, by folder: `config/` turns a TOML file into a wired
+//! [`crew_pipeline::PipelineBuilder`]; `admin/` serves `/metrics`, `/health`
+//! and `/ready`; `commands/` holds one module per subcommand.
 
-use clap::Parser;
+mod admin;
+mod commands;
+mod config;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::LogFormat;
 
 /// crew: bounded, observable worker pools and the event pipelines built on
 /// them.
+///
+/// Exit codes: 0 success (for `run`: every event read was finished and
+/// committed); 1 an error (a bad config, a failed run, a failing config
+/// test); 2 bad usage; 3 `run` stopped with events abandoned (the drain
+/// deadline passed or a second signal stopped it: they were not committed
+/// and the next run reads them again).
 #[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+#[command(name = "crew", version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr: `text` (human-readable) or `json` (one object a
+    /// line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log filter, as RUST_LOG (which overrides it): `info`, `crew=debug`, ...
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    println!(
-        "crew {}: the pipeline service is not built yet; the worker pool library is `crew` \
-         (see README.md for the examples and the benchmark suite)",
-        env!("CARGO_PKG_VERSION")
-    );
-    Ok(())
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline from a TOML file until its source ends or a signal
+    /// stops it, serving /metrics, /health and /ready.
+    Run(commands::run::Args),
+    /// Check a pipeline file: parse it and build its stages, without opening
+    /// any input or output.
+    Validate(commands::validate::Args),
+    /// Run a pipeline file's unit tests: inputs fed to named stages, and
+    /// conditions on what comes out.
+    Test(commands::test::Args),
+    /// Write Server Pixels events (NDJSON) to a file or stdout.
+    Gen(commands::gen::Args),
+    /// Run the benchmark suite beside crew's peers, and the worker sweep.
+    Bench(commands::bench::Args),
+    /// Watch a running crew's metrics in the terminal.
+    Top(commands::top::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, &cli.log);
+    let result = match cli.command {
+        Command::Run(args) => commands::run::main(args),
+        Command::Validate(args) => commands::validate::main(args),
+        Command::Test(args) => commands::test::main(args),
+        Command::Gen(args) => commands::gen::main(args),
+        Command::Bench(args) => commands::bench::main(args),
+        Command::Top(args) => commands::top::main(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("crew: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,374 @@
+//! `/metrics`: a collector that reads one [`Snapshot`] of the running
+//! pipeline per scrape and encodes it. Nothing is counted twice: the
+//! pipeline's own atomics and histograms are the source of every value, so
+//! the hot path pays nothing for the exporter.
+//!
+//! The names are the ones in `docs/metrics.md`; `tests/metrics.rs` checks
+//! that the two agree.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use crew_pipeline::{Phase, PipelineHandle, Snapshot};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// Upper bounds of the exported histogram buckets, in seconds: 1 µs to 60 s,
+/// 1-2.5-5 per decade. The pipeline's own histograms are finer (8 buckets
+/// per octave); these are re-bucketed from them at scrape time.
+const BUCKETS_SECONDS: [f64; 24] = [
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// One sample's own labels (the `pipeline` label is the registry's).
+type Labels = Vec<(&'static str, String)>;
+
+/// Builds the registry `/metrics` encodes: the pipeline's collector, with
+/// `pipeline` as a constant label on every series.
+pub fn registry(pipeline: &str, handle: PipelineHandle) -> Registry {
+    let mut registry = Registry::with_labels(
+        [(Cow::Borrowed("pipeline"), Cow::Owned(pipeline.to_owned()))].into_iter(),
+    );
+    registry.register_collector(Box::new(PipelineCollector { handle }));
+    registry
+}
+
+/// Encodes `registry` in the OpenMetrics text format.
+pub fn encode(registry: &Registry) -> Result<String, fmt::Error> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    Ok(text)
+}
+
+/// Reads the pipeline at scrape time.
+struct PipelineCollector {
+    handle: PipelineHandle,
+}
+
+impl fmt::Debug for PipelineCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for PipelineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let snapshot = self.handle.snapshot();
+        let mut out = Families {
+            encoder: &mut encoder,
+        };
+        encode_events(&mut out, &snapshot)?;
+        encode_stages(&mut out, &snapshot)?;
+        encode_pools(&mut out, &snapshot)?;
+        encode_source(&mut out, &snapshot)?;
+        encode_sinks(&mut out, &snapshot)
+    }
+}
+
+fn encode_events(out: &mut Families<'_, '_>, s: &Snapshot) -> Result<(), fmt::Error> {
+    out.counter(
+        "crew_events_read",
+        "Events read from the source.",
+        [(vec![], s.read)],
+    )?;
+    out.counter(
+        "crew_events_delivered",
+        "Events the sink wrote and flushed.",
+        [(vec![], s.delivered)],
+    )?;
+    out.counter(
+        "crew_events_dropped",
+        "Events dropped on purpose, by reason.",
+        by_reason(&s.dropped_by_reason),
+    )?;
+    out.counter(
+        "crew_events_dead_lettered",
+        "Events written to the dead-letter sink, by reason.",
+        by_reason(&s.dead_lettered_by_reason),
+    )?;
+    out.gauge(
+        "crew_events_in_flight",
+        "Events read and not yet finished.",
+        [(vec![], s.in_flight_events as f64)],
+    )?;
+    out.gauge(
+        "crew_events_in_flight_bytes",
+        "Raw bytes of the events in flight.",
+        [(vec![], s.in_flight_bytes as f64)],
+    )?;
+    out.gauge(
+        "crew_budget_events",
+        "The in-flight budget in events.",
+        [(vec![], s.budget.max_events as f64)],
+    )?;
+    out.gauge(
+        "crew_budget_bytes",
+        "The in-flight budget in bytes.",
+        [(vec![], s.budget.max_bytes as f64)],
+    )?;
+    out.histogram(
+        "crew_event_latency_seconds",
+        "From read to acked (written, flushed, watermark moved).",
+        [(vec![], &s.event_latency)],
+    )?;
+    out.gauge(
+        "crew_pipeline_ready",
+        "1 while the source is connected and the pipeline runs.",
+        [(vec![], f64::from(u8::from(s.phase == Phase::Running)))],
+    )?;
+    out.gauge(
+        "crew_pipeline_draining",
+        "1 once a shutdown was asked for or reading stopped.",
+        [(vec![], f64::from(u8::from(s.phase == Phase::Draining)))],
+    )?;
+    out.gauge(
+        "crew_pipeline_uptime_seconds",
+        "Time since the run started.",
+        [(vec![], s.uptime.as_secs_f64())],
+    )?;
+    out.gauge(
+        "crew_build_info",
+        "The running crew's version; always 1.",
+        [(vec![("version", env!("CARGO_PKG_VERSION").to_owned())], 1.0)],
+    )
+}
+
+fn encode_stages(out: &mut Families<'_, '_>, s: &Snapshot) -> Result<(), fmt::Error> {
+    let stage = |name: &str| vec![("stage", name.to_owned())];
+    out.counter(
+        "crew_stage_events_in",
+        "Events the stage was called for (once per event, retries aside).",
+        s.stages.iter().map(|st| (stage(&st.name), st.processed)),
+    )?;
+    out.counter(
+        "crew_stage_events_out",
+        "Events the stage passed on.",
+        s.stages.iter().map(|st| (stage(&st.name), st.passed())),
+    )?;
+    out.counter(
+        "crew_stage_events_dropped",
+        "Events the stage dropped on purpose.",
+        s.stages.iter().map(|st| (stage(&st.name), st.dropped)),
+    )?;
+    out.counter(
+        "crew_stage_errors",
+        "Events the stage failed (they were dead-lettered).",
+        s.stages.iter().map(|st| (stage(&st.name), st.failed)),
+    )?;
+    out.counter(
+        "crew_stage_retries",
+        "Retried stage calls.",
+        s.stages.iter().map(|st| (stage(&st.name), st.retried)),
+    )?;
+    out.histogram(
+        "crew_stage_duration_seconds",
+        "Time of one stage call (with its retries), per event.",
+        s.stages.iter().map(|st| (stage(&st.name), &st.duration)),
+    )
+}
+
+fn encode_pools(out: &mut Families<'_, '_>, s: &Snapshot) -> Result<(), fmt::Error> {
+    let pool = |name: &str| vec![("pool", name.to_owned())];
+    let pools = || s.pools.iter().map(|(name, stats)| (pool(name), stats));
+    out.gauge(
+        "crew_pool_workers",
+        "Worker threads of the pool.",
+        pools().map(|(l, st)| (l, st.workers as f64)),
+    )?;
+    out.gauge(
+        "crew_pool_workers_busy",
+        "Workers running a job now.",
+        pools().map(|(l, st)| (l, st.busy as f64)),
+    )?;
+    out.gauge(
+        "crew_pool_queue_depth",
+        "Jobs (batches) waiting in the pool's queue.",
+        pools().map(|(l, st)| (l, st.queued as f64)),
+    )?;
+    out.gauge(
+        "crew_pool_queue_capacity",
+        "The bound of the pool's queue.",
+        pools().map(|(l, st)| (l, st.queue_capacity.map_or(f64::INFINITY, |c| c as f64))),
+    )?;
+    out.counter(
+        "crew_jobs_submitted",
+        "Jobs the pool accepted.",
+        pools().map(|(l, st)| (l, st.submitted)),
+    )?;
+    out.counter(
+        "crew_jobs_processed",
+        "Jobs that ran to completion.",
+        pools().map(|(l, st)| (l, st.completed)),
+    )?;
+    out.counter(
+        "crew_jobs_panicked",
+        "Jobs that panicked.",
+        pools().map(|(l, st)| (l, st.panicked)),
+    )?;
+    out.histogram(
+        "crew_pool_queue_wait_seconds",
+        "From submit to start of a job.",
+        pools().map(|(l, st)| (l, &st.queue_wait)),
+    )?;
+    out.histogram(
+        "crew_job_processing_duration_seconds",
+        "From start to end of a job.",
+        pools().map(|(l, st)| (l, &st.run_time)),
+    )
+}
+
+fn encode_source(out: &mut Families<'_, '_>, s: &Snapshot) -> Result<(), fmt::Error> {
+    let partition = |p: &u32| vec![("partition", p.to_string())];
+    out.gauge(
+        "crew_source_end_offset",
+        "The offset after the last event the source has available.",
+        s.end_offsets
+            .iter()
+            .map(|(p, end)| (partition(p), *end as f64)),
+    )?;
+    out.gauge(
+        "crew_source_committed_offset",
+        "The last committed done-through offset.",
+        s.committed
+            .iter()
+            .map(|(p, offset)| (partition(p), *offset as f64)),
+    )?;
+    out.gauge(
+        "crew_source_lag_events",
+        "Events available and not yet committed.",
+        s.end_offsets
+            .keys()
+            .filter_map(|p| Some((partition(p), s.lag(*p)? as f64))),
+    )?;
+    out.counter(
+        "crew_source_commit_errors",
+        "Commits the source refused.",
+        [(vec![], s.commit_errors)],
+    )
+}
+
+fn encode_sinks(out: &mut Families<'_, '_>, s: &Snapshot) -> Result<(), fmt::Error> {
+    out.counter(
+        "crew_sink_retries",
+        "Retried sink writes and flushes.",
+        [
+            (vec![("sink", "sink".to_owned())], s.sink_retries),
+            (
+                vec![("sink", "dead_letter".to_owned())],
+                s.dead_letter_retries,
+            ),
+        ],
+    )
+}
+
+fn by_reason(
+    counts: &std::collections::BTreeMap<String, u64>,
+) -> impl Iterator<Item = (Labels, u64)> + '_ {
+    counts
+        .iter()
+        .map(|(reason, n)| (vec![("reason", reason.clone())], *n))
+}
+
+/// Writes metric families: one descriptor, then one sample per label set.
+struct Families<'e, 'a> {
+    encoder: &'e mut DescriptorEncoder<'a>,
+}
+
+impl Families<'_, '_> {
+    /// A counter family; `name` without `_total`, which the encoder adds.
+    fn counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, u64)>,
+    ) -> Result<(), fmt::Error> {
+        let mut family = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (labels, value) in samples {
+            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn gauge(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, f64)>,
+    ) -> Result<(), fmt::Error> {
+        let mut family = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (labels, value) in samples {
+            ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn histogram<'h>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, &'h crew::Histogram)>,
+    ) -> Result<(), fmt::Error> {
+        let mut family = self
+            .encoder
+            .encode_descriptor(name, help, None, MetricType::Histogram)?;
+        for (labels, histogram) in samples {
+            let buckets = rebucket(histogram);
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    histogram.sum().as_secs_f64(),
+                    histogram.count(),
+                    &buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+}
+
+/// Per-bucket counts at the exported bounds, the last bucket `+Inf`. A value
+/// lands in the first exported bucket whose bound is at or above its own
+/// (fine) bucket's upper bound, so a quantile read from these is never below
+/// the true one.
+fn rebucket(histogram: &crew::Histogram) -> Vec<(f64, u64)> {
+    let mut buckets = Vec::with_capacity(BUCKETS_SECONDS.len() + 1);
+    let mut below = 0;
+    for bound in BUCKETS_SECONDS {
+        let at_or_below = histogram.count_at_or_below(Duration::from_secs_f64(bound));
+        buckets.push((bound, at_or_below - below));
+        below = at_or_below;
+    }
+    buckets.push((f64::INFINITY, histogram.count() - below));
+    buckets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebucketing_keeps_every_value_and_never_moves_one_down() {
+        let shared = crew::SharedHistogram::new();
+        for nanos in [500u64, 3_000, 40_000, 900_000, 12_000_000, 70_000_000_000] {
+            shared.record(Duration::from_nanos(nanos));
+        }
+        let histogram = shared.snapshot();
+        let buckets = rebucket(&histogram);
+        assert_eq!(buckets.iter().map(|(_, n)| n).sum::<u64>(), 6);
+        // 70 s is past the last bound: +Inf.
+        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 1)));
+        // 0.5 µs sits in the first bucket (≤ 1 µs); 3 µs in the 5 µs one.
+        assert_eq!(buckets[0], (1e-6, 1));
+        assert_eq!(buckets[2], (5e-6, 1));
+    }
+}

@@ -1,0 +1,9 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod gen;
+pub mod run;
+pub mod summary;
+pub mod test;
+pub mod top;
+pub mod validate;

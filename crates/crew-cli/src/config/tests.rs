@@ -1,0 +1,554 @@
+//! Unit tests of pipeline files: each kind of error, the wiring, and the
+//! Server Pixels example against `PixelsConfig`.
+
+use std::path::Path;
+
+use crew_pipeline::pixels::PixelsConfig;
+use crew_pipeline::sources::{GeneratorConfig, LineKind, MalformedKind, PixelsEvents};
+use crew_pipeline::{Event, Ordering, Origin, Outcome};
+
+use super::*;
+
+/// The environment the tests see: only these.
+fn env(name: &str) -> Option<String> {
+    match name {
+        "CREW_TEST_EVENTS" => Some("1234".to_owned()),
+        "CREW_TEST_LONG" => Some("a-rather-long-value".to_owned()),
+        _ => None,
+    }
+}
+
+/// A config from `text`, as if read from `p.toml`.
+pub(crate) fn config_from(text: &str) -> Result<ServiceConfig, ConfigError> {
+    parse(Path::new("p.toml"), text.to_owned(), env)
+}
+
+const TAIL: &str = "\n[sink]\ntype = \"blackhole\"\n[dead_letter]\ntype = \"blackhole\"\n";
+
+/// A config of `head` (source and stages) with blackhole sinks.
+fn with_sinks(head: &str) -> Result<ServiceConfig, ConfigError> {
+    config_from(&format!("{head}{TAIL}"))
+}
+
+fn error(head: &str) -> ConfigError {
+    match with_sinks(head) {
+        Ok(_) => panic!("expected an error for:\n{head}"),
+        Err(error) => error,
+    }
+}
+
+fn line_col(error: &ConfigError) -> (usize, usize) {
+    let at = error.at().expect("a position");
+    (at.line, at.column)
+}
+
+#[test]
+fn a_minimal_file_loads_with_defaults() {
+    let config = with_sinks("[source]\ntype = \"stdin\"").unwrap();
+    assert_eq!(config.name, "p");
+    assert_eq!(config.settings, Settings::default());
+    assert_eq!(config.admin.listen, Some(DEFAULT_ADMIN_LISTEN));
+    assert!(config.stages().unwrap().is_empty());
+    assert_eq!(
+        config.summary(),
+        "pipeline p: source stdin, 0 stages, sink blackhole, dead letters blackhole"
+    );
+    config.check().unwrap();
+}
+
+#[test]
+fn settings_and_admin_are_read() {
+    let config = with_sinks(
+        "[pipeline]\nname = \"shop\"\nworkers = 3\nordering = \"partition\"\ndrain_timeout = \"5s\"\n\
+         [pipeline.batch]\nmax_events = 64\n[pipeline.stage_retry]\nmax_attempts = 2\n\
+         [admin]\nenabled = false\n[source]\ntype = \"stdin\"",
+    )
+    .unwrap();
+    assert_eq!(config.name, "shop");
+    assert_eq!(config.settings.workers, 3);
+    assert_eq!(config.settings.ordering, Ordering::Partition);
+    assert_eq!(
+        config.settings.drain_timeout,
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(config.settings.batch.max_events, 64);
+    assert_eq!(config.settings.stage_retry.max_attempts, 2);
+    assert_eq!(config.admin.listen, None);
+
+    let config =
+        with_sinks("[admin]\nlisten = \"0.0.0.0:9000\"\n[source]\ntype = \"stdin\"").unwrap();
+    assert_eq!(config.admin.listen, Some("0.0.0.0:9000".parse().unwrap()));
+}
+
+#[test]
+fn an_unknown_key_lists_the_allowed_ones() {
+    let e = error("[source]\ntype = \"generator\"\ncont = 5");
+    assert_eq!(e.key(), Some("source.cont"));
+    assert_eq!(line_col(&e), (3, 1));
+    assert!(
+        e.message()
+            .starts_with("unknown field `cont`, expected one of `type`, `seed`, `count`"),
+        "{e}"
+    );
+    // In [pipeline], `name` is allowed too.
+    let e = error("[pipeline]\nwrkers = 2\n[source]\ntype = \"stdin\"");
+    assert_eq!(e.key(), Some("pipeline.wrkers"));
+    assert!(e.message().contains("`name`, `workers`"), "{e}");
+    // Deep inside a stage.
+    let e = error(
+        "[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"validate\"\nrules = [\n  { field = \"a\", check = \"string\", lenght = 3 },\n]",
+    );
+    assert_eq!(e.key(), Some("stages[0].rules[0].lenght"));
+    assert_eq!(e.at().unwrap().line, 6);
+}
+
+#[test]
+fn an_unknown_key_in_a_tagged_table_is_found() {
+    // A filter's `when` is an internally tagged enum: serde buffers it and
+    // loses the span; the key is looked up in the table instead.
+    let e = error(
+        "[source]\ntype = \"stdin\"\n[[stages]]\nname = \"f\"\ntype = \"filter\"\nrules = [\n  { reason = \"r\", when = { op = \"in\", fild = \"region\", values = [] } },\n]",
+    );
+    assert_eq!(e.key(), Some("stages[0].rules[0].when.fild"));
+    assert_eq!(line_col(&e), (7, 39));
+    assert!(e.message().contains("unknown field `fild`"), "{e}");
+}
+
+#[test]
+fn a_wrong_type_names_the_key_and_what_was_expected() {
+    let e = error("[source]\ntype = \"generator\"\ncount = \"x\"");
+    assert_eq!(e.key(), Some("source.count"));
+    assert_eq!(line_col(&e), (3, 9));
+    assert_eq!(e.message(), "invalid type: string \"x\", expected u64");
+    assert_eq!(
+        e.to_string(),
+        "p.toml:3:9: key `source.count`: invalid type: string \"x\", expected u64"
+    );
+    let e = error("[pipeline]\ndrain_timeout = \"soon\"\n[source]\ntype = \"stdin\"");
+    assert_eq!(e.key(), Some("pipeline.drain_timeout"));
+    assert_eq!(e.at().unwrap().line, 2);
+    let e = error("source = 3");
+    assert_eq!(e.key(), Some("source"));
+    assert_eq!(e.message(), "expected a table, found an integer");
+}
+
+#[test]
+fn a_bad_enum_value_lists_the_variants() {
+    let e = error("[pipeline]\nordering = \"keyed\"\n[source]\ntype = \"stdin\"");
+    assert_eq!(e.key(), Some("pipeline.ordering"));
+    assert_eq!(line_col(&e), (2, 12));
+    assert!(
+        e.message()
+            .contains("unknown variant `keyed`, expected one of `unordered`, `key`, `partition`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn types_missing_or_unknown_list_the_known_ones() {
+    let e = error("[source]\npath = \"x\"");
+    assert_eq!(e.key(), Some("source"));
+    assert_eq!(e.at().unwrap().line, 1);
+    assert!(e.message().contains("`generator`, `file`, `stdin`"), "{e}");
+
+    let e = error("[source]\ntype = \"kafka\"");
+    assert_eq!(e.key(), Some("source.type"));
+    assert_eq!(line_col(&e), (2, 8));
+    assert!(
+        e.message().starts_with("unknown source type `kafka`"),
+        "{e}"
+    );
+
+    let e = error(
+        "[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"parse_json\"\n[[stages]]\ntype = \"parse\"",
+    );
+    assert_eq!(e.key(), Some("stages[1].type"));
+    assert_eq!(e.at().unwrap().line, 6);
+    assert!(
+        e.message().contains(
+            "unknown stage type `parse`, expected one of `parse_json`, `validate`, `filter`, `edit`, `remap`"
+        ),
+        "{e}"
+    );
+
+    let e = error("[source]\ntype = 7");
+    assert_eq!(e.key(), Some("source.type"));
+    assert!(e.message().contains("found an integer"), "{e}");
+
+    let e = config_from(
+        "[source]\ntype = \"stdin\"\n[sink]\ntype = \"void\"\n[dead_letter]\ntype = \"blackhole\"",
+    )
+    .unwrap_err();
+    assert_eq!(e.key(), Some("sink.type"));
+    assert!(e.message().contains("`file`, `stdout`, `blackhole`"), "{e}");
+}
+
+#[test]
+fn an_unknown_table_is_an_error() {
+    let e = error("[sources]\ntype = \"stdin\"");
+    assert_eq!(e.key(), Some("sources"));
+    assert_eq!(line_col(&e), (1, 2));
+    assert!(e
+        .message()
+        .contains("expected one of `pipeline`, `admin`, `source`"));
+}
+
+#[test]
+fn missing_sections_are_named() {
+    let e = config_from("[source]\ntype = \"stdin\"\n[sink]\ntype = \"stdout\"").unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("p.toml: there is no `[dead_letter]` table"),
+        "{e}"
+    );
+    let e = config_from("[sink]\ntype = \"stdout\"\n[dead_letter]\ntype = \"stdout\"").unwrap_err();
+    assert!(e.to_string().contains("no `[source]` table"), "{e}");
+}
+
+#[test]
+fn environment_variables_are_replaced_and_missing_ones_named() {
+    let config = with_sinks("[source]\ntype = \"generator\"\ncount = ${CREW_TEST_EVENTS}").unwrap();
+    assert!(
+        config.summary().contains("generator (1234 events, seed 1)"),
+        "{}",
+        config.summary()
+    );
+    let config = with_sinks("[source]\ntype = \"generator\"\ncount = ${NOT_SET:-77}").unwrap();
+    assert!(
+        config.summary().contains("(77 events"),
+        "{}",
+        config.summary()
+    );
+
+    let e = error(
+        "[source]\ntype = \"generator\"\n# ${NOT_SET} in a comment is fine\ncount = ${NOT_SET}",
+    );
+    assert_eq!(line_col(&e), (4, 9));
+    assert_eq!(e.key(), None);
+    assert!(e.message().contains("`NOT_SET` is not set"), "{e}");
+
+    // Positions after a replacement are those of the file as written.
+    let e = error("[source]\ntype = \"generator\"\nseed = 1 # ${CREW_TEST_LONG}\n[[stages]]\nname = \"${CREW_TEST_LONG}\"\ntype = \"x\"");
+    assert_eq!(line_col(&e), (6, 8));
+    let e = error("[source]\ntype = \"${CREW_TEST_LONG}\"");
+    assert_eq!(line_col(&e), (2, 8));
+    assert!(e.message().contains("`a-rather-long-value`"), "{e}");
+}
+
+#[test]
+fn duplicate_stage_names_are_an_error() {
+    let e = error(
+        "[source]\ntype = \"stdin\"\n[[stages]]\nname = \"p\"\ntype = \"parse_json\"\n[[stages]]\nname = \"p\"\ntype = \"parse_json\"",
+    );
+    assert_eq!(e.key(), Some("stages[1].name"));
+    assert_eq!(line_col(&e), (7, 1));
+    assert!(
+        e.message().contains("already used by stages[0] (line 3)"),
+        "{e}"
+    );
+    // Unnamed stages are named after their type.
+    let e = error("[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"parse_json\"\n[[stages]]\ntype = \"parse_json\"");
+    assert!(
+        e.message()
+            .contains("stage name `parse_json` is already used"),
+        "{e}"
+    );
+}
+
+#[test]
+fn zero_limits_and_workers_are_errors() {
+    let e = error("[pipeline]\nworkers = 0\n[source]\ntype = \"stdin\"");
+    assert_eq!(e.key(), Some("pipeline.workers"));
+    assert_eq!(e.at().unwrap().line, 2);
+    let e = error("[pipeline.budget]\nmax_events = 0\n[source]\ntype = \"stdin\"");
+    assert_eq!(e.key(), Some("pipeline.budget.max_events"));
+    assert_eq!(e.at().unwrap().line, 2);
+    let e = error("[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"parse_json\"\nworkers = 0");
+    assert_eq!(e.key(), Some("stages[0].workers"));
+    let e =
+        error("[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"parse_json\"\nworkers = \"many\"");
+    assert_eq!(e.key(), Some("stages[0].workers"));
+    assert!(e.message().contains("expected usize"), "{e}");
+}
+
+#[test]
+fn generator_settings_are_checked_at_load() {
+    let e = error("[source]\ntype = \"generator\"\nmalformed = 2.0");
+    assert_eq!(e.key(), Some("source.malformed"));
+    assert_eq!(e.at().unwrap().line, 3);
+}
+
+#[test]
+fn stage_settings_are_checked_when_built() {
+    let config =
+        with_sinks("[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"parse_json\"\nmax_bytes = 0")
+            .unwrap();
+    let e = config.check().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "p.toml:5:1: key `stages[0].max_bytes`: parse_json: `max_bytes` must be at least 1"
+    );
+    let e = error(
+        "[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"validate\"\nrules = [{ field = \"a..b\", check = \"string\" }]",
+    );
+    assert_eq!(e.key(), Some("stages[0].rules[0].field"));
+    assert!(e.message().contains("empty key"), "{e}");
+}
+
+#[test]
+fn a_toml_syntax_error_has_a_position() {
+    let e = error("[source]\ntype = \"stdin\nx = 1");
+    assert_eq!(e.key(), None);
+    assert_eq!(e.at().unwrap().line, 2);
+    assert!(e.message().starts_with("TOML: "), "{e}");
+}
+
+#[cfg(not(feature = "remap"))]
+#[test]
+fn remap_without_the_feature_names_the_feature() {
+    let e = error("[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"remap\"\nprogram = \".a = 1\"");
+    assert_eq!(e.key(), Some("stages[0].type"));
+    assert_eq!(line_col(&e), (4, 8));
+    assert!(e.message().contains("the `remap` feature"), "{e}");
+}
+
+#[cfg(feature = "remap")]
+#[test]
+fn remap_programs_compile_in_check() {
+    let config = with_sinks(
+        "[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"parse_json\"\n[[stages]]\nname = \"r\"\ntype = \"remap\"\nprogram = \".a = 1\"",
+    )
+    .unwrap();
+    config.check().unwrap();
+    let config = with_sinks(
+        "[source]\ntype = \"stdin\"\n[[stages]]\nname = \"r\"\ntype = \"remap\"\nprogram = \".a = \"",
+    )
+    .unwrap();
+    let e = config.check().unwrap_err().to_string();
+    assert!(
+        e.starts_with("p.toml:6:1: key `stages[0].program`: remap: `program` does not compile:\n"),
+        "{e}"
+    );
+    let e =
+        error("[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"remap\"\nprogramme = \".a = 1\"");
+    assert_eq!(e.key(), Some("stages[0].programme"));
+}
+
+#[test]
+fn outputs_cannot_share_a_file() {
+    let e = config_from(
+        "[source]\ntype = \"stdin\"\n[sink]\ntype = \"file\"\npath = \"o.ndjson\"\n\
+         [dead_letter]\ntype = \"file\"\npath = \"o.ndjson\"",
+    )
+    .unwrap_err();
+    assert_eq!(e.key(), Some("dead_letter.path"));
+    assert_eq!(e.at().unwrap().line, 8);
+    let e = config_from(
+        "[source]\ntype = \"file\"\npath = \"in.ndjson\"\n[sink]\ntype = \"file\"\npath = \"in.ndjson\"\n\
+         [dead_letter]\ntype = \"blackhole\"",
+    )
+    .unwrap_err();
+    assert_eq!(e.key(), Some("sink.path"));
+}
+
+#[test]
+fn check_has_no_side_effects_and_wire_opens_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, b"{\"a\":1}\n").unwrap();
+    let out = dir.path().join("out/deep/o.ndjson");
+    let dead = dir.path().join("out/d.ndjson");
+    let checkpoint = dir.path().join("state/in.checkpoint");
+    let text = format!(
+        "[source]\ntype = \"file\"\npath = {:?}\ncheckpoint = {:?}\n[[stages]]\ntype = \"parse_json\"\n\
+         [sink]\ntype = \"file\"\npath = {:?}\n[dead_letter]\ntype = \"file\"\npath = {:?}",
+        input.display().to_string(),
+        checkpoint.display().to_string(),
+        out.display().to_string(),
+        dead.display().to_string()
+    );
+    let config = config_from(&text).unwrap();
+    config.check().unwrap();
+    assert!(!dir.path().join("out").exists(), "check creates nothing");
+    assert!(!dir.path().join("state").exists());
+
+    let wired = config.wire().unwrap();
+    assert!(out.exists() && dead.exists(), "wire opens the sinks");
+    assert!(dir.path().join("state").is_dir());
+    assert_eq!(
+        wired.source,
+        format!(
+            "file {} (checkpoint {})",
+            input.display(),
+            checkpoint.display()
+        )
+    );
+    assert_eq!(wired.outputs[0], ("output", out.display().to_string()));
+    assert_eq!(
+        wired.outputs[1],
+        ("dead letters", dead.display().to_string())
+    );
+    let report = wired.builder.build().unwrap().run();
+    assert_eq!((report.read, report.delivered), (1, 1));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"a\":1}\n");
+
+    // A missing input is found by check.
+    let missing = text.replace("in.ndjson\"", "nope.ndjson\"");
+    let e = config_from(&missing)
+        .unwrap()
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `source.path`: `path`: cannot read"), "{e}");
+    // An output under a file cannot be created.
+    let blocked = text.replace("out/d.ndjson", "in.ndjson/d.ndjson");
+    let e = config_from(&blocked)
+        .unwrap()
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("key `dead_letter.path`"), "{e}");
+    assert!(e.contains("is not a directory"), "{e}");
+}
+
+// --- the Server Pixels example ---
+
+fn pixels_example() -> ServiceConfig {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pixels.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The defaults of the file, whatever this process's environment holds.
+    parse(&path, text, |_| None).unwrap()
+}
+
+#[test]
+fn the_pixels_example_is_the_pixels_workload() {
+    let config = pixels_example();
+    config.check().unwrap();
+    assert_eq!(config.name, "pixels");
+    assert_eq!(config.settings.ordering, Ordering::Key);
+    assert_eq!(config.settings.key_field.as_deref(), Some("client_id"));
+    assert_eq!(config.admin.listen, Some(DEFAULT_ADMIN_LISTEN));
+    match &config.source.spec {
+        SourceSpec::Generator(generator) => assert_eq!(
+            *generator,
+            GeneratorConfig {
+                count: Some(1_000_000),
+                seed: 1,
+                malformed: 0.01,
+                invalid: 0.01,
+                ..GeneratorConfig::default()
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(config.sink.spec.describe(), "out/partners.ndjson");
+    assert_eq!(
+        config.dead_letter.spec.describe(),
+        "out/dead-letters.ndjson"
+    );
+
+    // Each stage's config is PixelsConfig's, key for key.
+    let pixels = PixelsConfig::default();
+    assert_eq!(
+        config.stage_names(),
+        ["parse", "validate", "consent", "augment"]
+    );
+    let specs: Vec<&StageSpec> = config.stages.iter().map(|p| &p.component.spec).collect();
+    match specs[..] {
+        [StageSpec::ParseJson(parse), StageSpec::Validate(validate), StageSpec::Filter(consent), StageSpec::Edit(augment)] =>
+        {
+            assert_eq!(*parse, pixels.parse_config());
+            assert_eq!(*validate, pixels.validate_config());
+            assert_eq!(*consent, pixels.consent_config());
+            assert_eq!(*augment, pixels.augment_config());
+        }
+        _ => panic!("{specs:?}"),
+    }
+}
+
+/// How one line ended: the stage's name and the outcome, or the output
+/// without its time-dependent `processed_at`.
+#[derive(Debug, PartialEq)]
+enum End {
+    Delivered(serde_json::Value),
+    Dropped(String, String),
+    Failed(String, String, String),
+}
+
+fn end(stages: &[(String, Arc<dyn Stage>)], line: &[u8], offset: u64) -> End {
+    let mut event = Event::new(
+        Origin {
+            partition: 0,
+            offset,
+        },
+        line.to_vec(),
+    );
+    for (name, stage) in stages {
+        match stage.process(&mut event) {
+            Ok(Outcome::Keep) => {}
+            Ok(Outcome::Drop(reason)) => return End::Dropped(name.clone(), reason.into_owned()),
+            Err(e) => return End::Failed(name.clone(), e.reason.into_owned(), e.message),
+        }
+    }
+    let mut value = serde_json::to_value(event.value().unwrap()).unwrap();
+    let object = value.as_object_mut().unwrap();
+    let processed_at = object.remove("processed_at").expect("processed_at is set");
+    assert!(processed_at.as_str().is_some_and(|s| s.ends_with('Z')));
+    End::Delivered(value)
+}
+
+#[test]
+fn the_pixels_example_gives_the_same_output_as_pixels_stages() {
+    let from_file = pixels_example().stages().unwrap();
+    let from_code = PixelsConfig::default().stages().unwrap();
+    // 2% malformed over 6,000 lines is 120 of them; the 100th is oversize.
+    let mut events = PixelsEvents::new(&GeneratorConfig {
+        seed: 11,
+        malformed: 0.02,
+        invalid: 0.02,
+        ..GeneratorConfig::default()
+    })
+    .unwrap();
+    let mut counts: HashMap<&'static str, u64> = HashMap::new();
+    let mut line = Vec::new();
+    let mut oversize = 0;
+    for offset in 0..6_000 {
+        line.clear();
+        let info = events.next_line(&mut line);
+        if info.kind == LineKind::Malformed(MalformedKind::Oversize) {
+            oversize += 1;
+        }
+        let ours = end(&from_file, &line, offset);
+        let theirs = end(&from_code, &line, offset);
+        assert_eq!(
+            ours,
+            theirs,
+            "line {offset}: {}",
+            String::from_utf8_lossy(&line)
+        );
+        let label = match (&ours, info.kind) {
+            (End::Delivered(_), LineKind::Valid) => "delivered",
+            (End::Dropped(_, reason), LineKind::Valid) if reason == "consent" => "consent",
+            (End::Dropped(_, reason), LineKind::Valid) if reason == "region_opt_out" => "region",
+            (End::Failed(stage, reason, _), LineKind::Malformed(_))
+                if stage == "parse" && reason == "parse" =>
+            {
+                "malformed"
+            }
+            (End::Failed(stage, reason, _), LineKind::Invalid(_))
+                if stage == "validate" && reason == "invalid" =>
+            {
+                "invalid"
+            }
+            other => panic!("line {offset}: unexpected {other:?}"),
+        };
+        *counts.entry(label).or_default() += 1;
+    }
+    assert_eq!(oversize, 1);
+    assert_eq!(counts["malformed"], 120);
+    // Invalid lines are spread after malformed ones: 120 or one less.
+    assert!((119..=120).contains(&counts["invalid"]), "{counts:?}");
+    for label in ["delivered", "consent", "region"] {
+        assert!(counts.get(label).is_some_and(|n| *n > 100), "{counts:?}");
+    }
+}
