@@ -188,7 +188,15 @@ where
         .x_desc("workers in the partner-call pool (log scale)")
         .y_desc("events delivered per second (thousands)")
         .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
+        // Thousands with a decimal when the axis is that fine, so a low-rate
+        // sweep does not label 0, 0, 1, 2, 2.
+        .y_label_formatter(&|v| {
+            if y_max < 10.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.0}")
+            }
+        })
         .axis_desc_style((FAMILY, 17))
         .label_style((FAMILY, 15))
         .light_line_style(WHITE.mix(0.0))
@@ -228,7 +236,7 @@ where
             .label(format!(
                 "ideal: workers x {} / {} ms",
                 o.batch,
-                o.latency.as_secs_f64() * 1e3
+                crate::sweep::fmt_ms(o.latency)
             ))
             .legend(|(x, y)| {
                 PathElement::new(vec![(x, y), (x + 24, y)], IDEAL_COLOR.stroke_width(2))

@@ -664,7 +664,8 @@ impl Sweep {
 }
 
 /// A latency in milliseconds, without trailing zeros: `20`, `0.5`.
-fn fmt_ms(d: Duration) -> String {
+/// A duration in milliseconds, without trailing zeros: `20`, `4.1`, `0.25`.
+pub fn fmt_ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     let s = format!("{ms:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()

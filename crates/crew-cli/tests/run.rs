@@ -326,10 +326,19 @@ fn metrics_scraped_mid_run_parse_and_match_the_summary() {
     stdin.write_all(&input).unwrap();
     stdin.flush().unwrap();
 
-    // Wait until every line written is finished, as /metrics tells it.
+    // Wait until every line written is finished, as /metrics tells it. Each
+    // scrape on the way must see every counter at or above the last one's.
     let deadline = Instant::now() + GUARD;
+    let mut previous: BTreeMap<String, f64> = BTreeMap::new();
     let samples = loop {
         let samples = scrape(admin);
+        for (key, value) in &samples {
+            let counter = key.contains("_total{") || key.contains("_count{");
+            if let Some(before) = previous.get(key).filter(|_| counter) {
+                assert!(value >= before, "{key} went from {before} to {value}");
+            }
+        }
+        previous.clone_from(&samples);
         let finished = value(&samples, "crew_events_delivered_total{}")
             + samples
                 .iter()
@@ -715,4 +724,101 @@ fn the_exporter_serves_exactly_the_metrics_docs_metrics_md_lists() {
     let (status, stdout, stderr) = run.finish();
     assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("a shutdown was requested"), "{stdout}");
+}
+
+/// A pipeline from generated events to stdout, its admin on `listen`.
+fn stdout_pipeline(dir: &Path, listen: &str, events: u64) -> PathBuf {
+    let config = dir.join("stdout.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"
+[pipeline]
+name = "to-stdout"
+[admin]
+listen = "{listen}"
+[source]
+type = "generator"
+count = {events}
+[[stages]]
+name = "parse"
+type = "parse_json"
+[sink]
+type = "stdout"
+[dead_letter]
+type = "file"
+path = "dead.ndjson"
+mode = "truncate"
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn with_a_stdout_sink_stdout_holds_only_events_and_the_summary_goes_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = stdout_pipeline(dir.path(), "127.0.0.1:0", 500);
+    let output = crew()
+        .arg("run")
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .expect("crew runs");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 500, "{stdout}");
+    assert_eq!(event_ids(&lines).len(), 500);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(summary(&stderr)["delivered"], 500, "{stderr}");
+}
+
+#[test]
+fn a_second_instance_on_a_taken_port_fails_before_touching_the_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    // The port is held by this test; the outputs hold an earlier run's data.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = dir.path().join("dead.ndjson");
+    fs::write(&dead, "an earlier run's dead letter\n").unwrap();
+    let config = stdout_pipeline(dir.path(), &taken.local_addr().unwrap().to_string(), 500);
+    let output = crew()
+        .arg("run")
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .expect("crew runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("binding the admin server"), "{stderr}");
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        fs::read_to_string(&dead).unwrap(),
+        "an earlier run's dead letter\n",
+        "the truncating output was not opened"
+    );
+}
+
+#[test]
+fn an_admin_client_that_never_finishes_its_request_does_not_keep_crew_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = Vec::new();
+    PixelsEvents::new(&GeneratorConfig::default())
+        .unwrap()
+        .write_ndjson(&mut input, 100)
+        .unwrap();
+    let config = dir.path().join("scraped.toml");
+    fs::write(&config, STDIN_PIPELINE).unwrap();
+    let mut run = Running::start(dir.path(), &config, &[], Stdio::piped());
+    // Half a request, and the connection held open until the test ends.
+    let mut stuck = TcpStream::connect(run.admin()).unwrap();
+    stuck.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+    let mut stdin = run.child.stdin.take().expect("piped");
+    stdin.write_all(&input).unwrap();
+    drop(stdin); // the source ends; the run finishes and crew must exit
+    let (status, stdout, stderr) = run.finish();
+    assert!(status.success(), "{status:?}\n{stdout}\n{stderr}");
+    assert_eq!(summary(&stdout)["read"], 100, "{stdout}");
+    drop(stuck);
 }

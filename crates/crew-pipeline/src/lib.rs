@@ -35,7 +35,7 @@ pub use event::{Event, Offset, Origin, Partition, Value};
 pub use retry::RetryPolicy;
 pub use runtime::{
     BuildError, Phase, Pipeline, PipelineBuilder, PipelineHandle, Report, Snapshot, StageSnapshot,
-    StopCause,
+    StopCause, MAX_LANES, MAX_WORKERS,
 };
 pub use settings::{Batching, Budget, Ordering, Settings};
 pub use sink::{OutBatch, Sink, SinkError};

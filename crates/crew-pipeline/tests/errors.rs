@@ -915,6 +915,24 @@ fn the_builder_refuses_incomplete_wiring_and_zero_limits() {
         refused(complete(settings(1)).stage_with_workers("enrich", keep, 0)),
         BuildError::NoWorkers("enrich".to_owned())
     );
+    // Counts so large that sizing the queues from them would overflow.
+    let mut s = settings(1);
+    s.workers = usize::MAX;
+    assert_eq!(
+        refused(complete(s)),
+        BuildError::TooManyWorkers("workers".to_owned(), usize::MAX)
+    );
+    assert_eq!(
+        refused(complete(settings(1)).stage_with_workers(
+            "enrich",
+            keep,
+            crew_pipeline::MAX_WORKERS + 1
+        )),
+        BuildError::TooManyWorkers("enrich".to_owned(), crew_pipeline::MAX_WORKERS + 1)
+    );
+    let mut s = settings(1);
+    s.lanes = Some(usize::MAX);
+    assert_eq!(refused(complete(s)), BuildError::TooManyLanes(usize::MAX));
     type Zero = fn(&mut crew_pipeline::Settings);
     let zeroed: [(&str, Zero); 6] = [
         ("batch.max_events", |s| s.batch.max_events = 0),

@@ -69,7 +69,13 @@ fn every_finished_event_has_one_latency_and_one_time_per_stage_it_entered() {
             "stage {}",
             stage.name
         );
-        entering = stage.passed();
+        assert_eq!(
+            stage.passed,
+            stage.processed - stage.dropped - stage.failed,
+            "stage {}",
+            stage.name
+        );
+        entering = stage.passed;
     }
     assert_eq!(entering, report.delivered);
 }
@@ -217,4 +223,35 @@ fn a_source_that_cannot_connect_fails_the_run_before_reading() {
         }
         other => panic!("expected a failure, got {other:?}"),
     }
+}
+
+#[test]
+fn a_stop_while_the_source_cannot_connect_ends_the_run_as_requested() {
+    let gate = Gate::new();
+    let _open = gate.open_on_drop();
+    let connects = Arc::new(Mutex::new(0));
+    let pipeline = Pipeline::builder()
+        .settings(settings(1))
+        .source(SlowToConnect {
+            gate: gate.clone(),
+            failures: usize::MAX,
+            retriable: true,
+            connects: Arc::clone(&connects),
+            inner: generator(10, 0.0),
+        })
+        .stage("probe", PhaseProbe::default())
+        .sink(Blackhole::default())
+        .dead_letter(Blackhole::default())
+        .build()
+        .expect("builds");
+    let handle = pipeline.handle();
+    let running = start(pipeline);
+    // Asked while the first connect is still held at the gate: the refusal
+    // that follows is retriable, and the run must end as requested.
+    handle.shutdown();
+    gate.open();
+    let report = running.wait();
+    assert_eq!(report.stopped_by, StopCause::Requested);
+    assert_eq!(report.read, 0);
+    assert!(*lock(&connects) <= 1, "no retry after the stop");
 }

@@ -3,8 +3,9 @@
 //! pipeline's own atomics and histograms are the source of every value, so
 //! the hot path pays nothing for the exporter.
 //!
-//! The names are the ones in `docs/metrics.md`; `tests/metrics.rs` checks
-//! that the two agree.
+//! The names are the ones in `docs/metrics.md`; the test
+//! `the_exporter_serves_exactly_the_metrics_docs_metrics_md_lists` in
+//! `tests/run.rs` checks that the two agree.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -149,7 +150,7 @@ fn encode_stages(out: &mut Families<'_, '_>, s: &Snapshot) -> Result<(), fmt::Er
     out.counter(
         "crew_stage_events_out",
         "Events the stage passed on.",
-        s.stages.iter().map(|st| (stage(&st.name), st.passed())),
+        s.stages.iter().map(|st| (stage(&st.name), st.passed)),
     )?;
     out.counter(
         "crew_stage_events_dropped",

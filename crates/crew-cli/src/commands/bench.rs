@@ -88,9 +88,6 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         println!("{line}");
         return Ok(ExitCode::SUCCESS);
     }
-    if args.sweep_only && args.no_sweep {
-        anyhow::bail!("--sweep-only and --no-sweep leave nothing to run");
-    }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

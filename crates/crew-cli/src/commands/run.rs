@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use std::thread;
 
 use anyhow::Context as _;
-use crew_pipeline::{PipelineHandle, Report, StopCause};
+use crew_pipeline::{Phase, PipelineHandle, Report, StopCause};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::admin::AdminServer;
+use crate::admin::AdminListener;
 use crate::commands::summary::Summary;
 use crate::config;
 
@@ -39,6 +39,15 @@ pub struct Args {
 /// 1 when the pipeline failed or could not start.
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let config = config::load(&args.file)?;
+    let listen = if args.no_admin {
+        None
+    } else {
+        args.admin.or(config.admin.listen)
+    };
+    // Bind before wiring: wiring opens (and may truncate) the outputs, which
+    // must not happen when a second instance is started by mistake and its
+    // port is taken.
+    let admin = listen.map(AdminListener::bind).transpose()?;
     let wired = config
         .wire()
         .with_context(|| format!("wiring {}", args.file.display()))?;
@@ -47,14 +56,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .with_context(|| format!("building {}", args.file.display()))?;
     let handle = pipeline.handle();
-
-    let listen = if args.no_admin {
-        None
-    } else {
-        args.admin.or(config.admin.listen)
-    };
-    let admin = listen
-        .map(|listen| AdminServer::start(listen, &config.name, handle.clone()))
+    let admin = admin
+        .map(|admin| admin.serve(&config.name, handle.clone()))
         .transpose()?;
     watch_signals(handle.clone(), config.settings.drain_timeout)?;
 
@@ -65,15 +68,22 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         "pipeline running"
     );
     let report = pipeline.run();
-    // The last scrape sees the final counters; then the server goes.
-    drop(admin);
 
     let summary = Summary {
         pipeline: &config.name,
         report: &report,
         outputs: &wired.outputs,
     };
-    print!("{summary}");
+    // The summary is for a person; when the events themselves go to stdout
+    // it goes to stderr, so it never mixes into the data.
+    if wired.outputs.iter().any(|(_, place)| place == "stdout") {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    // The server stays up until the summary is out, so a last scrape sees
+    // the final counters; stopping it takes at most about a second.
+    drop(admin);
     Ok(exit_code(&report))
 }
 
@@ -106,7 +116,9 @@ fn watch_signals(handle: PipelineHandle, drain_timeout: std::time::Duration) -> 
                 } else {
                     "SIGINT"
                 };
-                if received == 1 {
+                if handle.phase() == Phase::Stopped {
+                    tracing::info!(signal = name, "the run has ended; exiting");
+                } else if received == 1 {
                     tracing::info!(
                         signal = name,
                         deadline = ?drain_timeout,

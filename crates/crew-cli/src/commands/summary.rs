@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crew_bench::report::thousands as grouped;
 use crew_pipeline::{Report, StopCause};
 
 /// A finished run, as a person reads it.
@@ -99,19 +100,6 @@ fn row(f: &mut fmt::Formatter<'_>, label: &str, n: u64, note: &str) -> fmt::Resu
     writeln!(f, "  {label:<16}{:>12}{note}", grouped(n))
 }
 
-/// `1234567` as `1,234,567`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 fn millis(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms >= 100.0 {
@@ -120,18 +108,5 @@ fn millis(d: Duration) -> String {
         format!("{ms:.1} ms")
     } else {
         format!("{ms:.3} ms")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_are_grouped_by_thousands() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1_000), "1,000");
-        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 }

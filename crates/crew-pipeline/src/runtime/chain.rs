@@ -29,6 +29,10 @@ const HAND_OFF_TICK: Duration = Duration::from_millis(50);
 #[derive(Debug, Default)]
 pub(crate) struct StageCounters {
     pub processed: AtomicU64,
+    /// Counted on its own, not derived from the others: the counters are
+    /// added one after another, so a reader between two additions would see
+    /// `processed - dropped - failed` go backwards or below zero.
+    pub passed: AtomicU64,
     pub dropped: AtomicU64,
     pub failed: AtomicU64,
     pub retried: AtomicU64,
@@ -41,6 +45,7 @@ pub(crate) struct StageCounters {
 #[derive(Default)]
 struct BatchCounts {
     processed: u64,
+    passed: u64,
     dropped: u64,
     failed: u64,
     retried: u64,
@@ -175,6 +180,7 @@ impl Chain {
             let c = &stage.counters;
             c.processed
                 .fetch_add(counts.processed, AtomicOrdering::Relaxed);
+            c.passed.fetch_add(counts.passed, AtomicOrdering::Relaxed);
             c.dropped.fetch_add(counts.dropped, AtomicOrdering::Relaxed);
             c.failed.fetch_add(counts.failed, AtomicOrdering::Relaxed);
             c.retried.fetch_add(counts.retried, AtomicOrdering::Relaxed);
@@ -208,7 +214,10 @@ impl Chain {
                 attempts += 1;
                 let result = catch_unwind(AssertUnwindSafe(|| stage.stage.process(event)));
                 match result {
-                    Ok(Ok(Outcome::Keep)) => break None,
+                    Ok(Ok(Outcome::Keep)) => {
+                        counts.passed += 1;
+                        break None;
+                    }
                     Ok(Ok(Outcome::Drop(reason))) => {
                         counts.dropped += 1;
                         break Some(Fate::Drop(reason));

@@ -45,7 +45,22 @@ pub enum BuildError {
     /// A limit is 0.
     #[error("`{0}` must be at least 1")]
     ZeroLimit(&'static str),
+    /// A pool would have more workers than [`MAX_WORKERS`].
+    #[error("`{0}` has {1} workers; at most {MAX_WORKERS} are allowed")]
+    TooManyWorkers(String, usize),
+    /// More ordered lanes than [`MAX_LANES`].
+    #[error("`lanes` is {0}; at most {MAX_LANES} are allowed")]
+    TooManyLanes(usize),
 }
+
+/// The most ordered lanes a pipeline may have (each is a slot in the lane
+/// gate, allocated up front).
+pub const MAX_LANES: usize = 65_536;
+
+/// The most workers one pool of a pipeline may have: far beyond what a
+/// machine runs usefully, low enough that the queues sized from it cannot
+/// overflow.
+pub const MAX_WORKERS: usize = 4096;
 
 /// A stage as declared: a name, the stage, and its own worker count if it
 /// starts a new pool.
@@ -171,6 +186,15 @@ impl PipelineBuilder {
         if settings.workers == 0 {
             return Err(BuildError::NoWorkers("workers".to_owned()));
         }
+        if let Some(lanes) = settings.lanes.filter(|lanes| *lanes > MAX_LANES) {
+            return Err(BuildError::TooManyLanes(lanes));
+        }
+        if settings.workers > MAX_WORKERS {
+            return Err(BuildError::TooManyWorkers(
+                "workers".to_owned(),
+                settings.workers,
+            ));
+        }
         for (value, name) in [
             (settings.batch.max_events, "batch.max_events"),
             (settings.batch.max_bytes, "batch.max_bytes"),
@@ -192,6 +216,9 @@ impl PipelineBuilder {
             if let Some(workers) = decl.own_workers {
                 if workers == 0 {
                     return Err(BuildError::NoWorkers(decl.name));
+                }
+                if workers > MAX_WORKERS {
+                    return Err(BuildError::TooManyWorkers(decl.name, workers));
                 }
                 segments.push((Vec::new(), workers, format!("crew-{}", decl.name)));
             }

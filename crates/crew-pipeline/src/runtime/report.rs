@@ -63,6 +63,8 @@ pub struct StageSnapshot {
     pub name: String,
     /// Events the stage was called for (once per event, retries aside).
     pub processed: u64,
+    /// Events it passed on.
+    pub passed: u64,
     /// Events it dropped on purpose.
     pub dropped: u64,
     /// Events it failed (they went to the dead-letter sink).
@@ -71,13 +73,6 @@ pub struct StageSnapshot {
     pub retried: u64,
     /// Time of one call (with its retries), per event.
     pub duration: Histogram,
-}
-
-impl StageSnapshot {
-    /// Events the stage passed on.
-    pub fn passed(&self) -> u64 {
-        self.processed - self.dropped - self.failed
-    }
 }
 
 /// A running pipeline's counters and gauges, read by exporters at scrape
@@ -181,6 +176,7 @@ impl Live {
                 stages.push(StageSnapshot {
                     name: stage.name.to_string(),
                     processed: c.processed.load(AtomicOrdering::Relaxed),
+                    passed: c.passed.load(AtomicOrdering::Relaxed),
                     dropped: c.dropped.load(AtomicOrdering::Relaxed),
                     failed: c.failed.load(AtomicOrdering::Relaxed),
                     retried: c.retried.load(AtomicOrdering::Relaxed),

@@ -174,31 +174,37 @@ impl Pipeline {
         }
     }
 
-    /// Connects the source, retrying retriable errors until a stop is asked
-    /// for; marks the pipeline connected.
+    /// Connects the source, retrying retriable errors (with the sink retry
+    /// policy's backoff) until a stop is asked for; marks the pipeline
+    /// connected. A stop during the retries ends the run as requested, not
+    /// as a failure.
     fn connect(&mut self) -> Result<(), StopCause> {
         let retry = self.settings.sink_retry;
         let mut attempts = 0u32;
         loop {
+            if let Some(cause) = stop_cause(&self.flow.lock()) {
+                return Err(cause);
+            }
             attempts += 1;
             match self.source.connect() {
                 Ok(()) => {
                     self.flow.lock().connected = true;
                     return Ok(());
                 }
-                Err(error) => {
-                    let state = self.flow.lock();
-                    if !error.retriable || stop_cause(&state).is_some() {
-                        drop(state);
-                        let message = format!("the source could not connect: {error}");
-                        self.flow.fail(message.clone());
-                        return Err(StopCause::Failed(message));
-                    }
+                Err(error) if error.retriable => {
                     tracing::warn!(%error, attempts, "the source could not connect; retrying");
                     // Retries go on until a shutdown: a broker that is down
                     // at start is not a reason to exit under a supervisor.
-                    let backoff = retry.backoff(attempts);
-                    drop(self.flow.wait(state, Some(Instant::now() + backoff)));
+                    let state = self.flow.lock();
+                    if stop_cause(&state).is_none() {
+                        let wake = Instant::now() + retry.backoff(attempts);
+                        drop(self.flow.wait(state, Some(wake)));
+                    }
+                }
+                Err(error) => {
+                    let message = format!("the source could not connect: {error}");
+                    self.flow.fail(message.clone());
+                    return Err(StopCause::Failed(message));
                 }
             }
         }
@@ -349,13 +355,17 @@ impl Pipeline {
     /// Waits until nothing is in flight, a failure, or the drain deadline.
     fn drain(&mut self, last_commit: &mut Instant, commit_error: &mut Option<String>) {
         // A requested stop's deadline counts from the request (reading may
-        // have been blocked a while before it got here); an ended source's
-        // from now.
-        let ended_deadline = Instant::now() + self.settings.drain_timeout;
+        // have been blocked a while before it got here); the drain's own from
+        // now. Whichever comes first holds: a stop asked for during a drain
+        // must not make it longer.
+        let drain_deadline = Instant::now() + self.settings.drain_timeout;
         loop {
             self.pump_lanes();
             let state = self.flow.lock();
-            let deadline = self.flow.drain_deadline(&state).unwrap_or(ended_deadline);
+            let deadline = self
+                .flow
+                .drain_deadline(&state)
+                .map_or(drain_deadline, |d| d.min(drain_deadline));
             if state.in_flight_events == 0 || state.failure.is_some() || Instant::now() >= deadline
             {
                 return;
