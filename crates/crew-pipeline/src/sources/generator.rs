@@ -799,15 +799,29 @@ pub(super) fn full_or_blocked(batch: &ReadBatch) -> ReadStatus {
     }
 }
 
-/// When each event is due at a fixed rate.
+/// When each event is due at a fixed rate: the generator's pacing, for
+/// anything else that emits events at a rate (`crew gen --rate`).
+///
+/// After a stall it catches up at most one second's worth of events, then
+/// keeps the rate from there, instead of bursting everything it missed.
+///
+/// ```
+/// use crew_pipeline::sources::Pacer;
+///
+/// let mut pacer = Pacer::new(1_000.0);
+/// let first = pacer.due(0);
+/// let thousandth = pacer.due(1_000);
+/// assert!(thousandth.duration_since(first).as_millis() >= 999);
+/// ```
 #[derive(Debug)]
-struct Pacer {
+pub struct Pacer {
     rate: f64,
     start: Instant,
 }
 
 impl Pacer {
-    fn new(rate: f64) -> Pacer {
+    /// A pacer for `rate` events per second, starting now.
+    pub fn new(rate: f64) -> Pacer {
         Pacer {
             rate,
             start: Instant::now(),
@@ -816,7 +830,7 @@ impl Pacer {
 
     /// When event number `n` is due; moves the schedule forward if it has
     /// fallen more than [`MAX_CATCH_UP`] behind.
-    fn due(&mut self, n: u64) -> Instant {
+    pub fn due(&mut self, n: u64) -> Instant {
         let after = Duration::try_from_secs_f64(n as f64 / self.rate).unwrap_or(Duration::MAX);
         let Some(due) = self.start.checked_add(after) else {
             // Beyond what the clock can represent: never, in practice.

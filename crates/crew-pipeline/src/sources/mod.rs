@@ -18,8 +18,8 @@ mod stdin;
 pub use commit_log::CommitLog;
 pub use file::{FileSource, FileSourceConfig};
 pub use generator::{
-    Generator, GeneratorConfig, InvalidKind, LineInfo, LineKind, MalformedKind, PixelsEvents,
-    WriteSummary,
+    Generator, GeneratorConfig, InvalidKind, LineInfo, LineKind, MalformedKind, Pacer,
+    PixelsEvents, WriteSummary,
 };
 pub use stdin::{StdinConfig, StdinSource};
 
