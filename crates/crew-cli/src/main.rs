@@ -43,8 +43,10 @@ enum Command {
     /// Run a pipeline from a TOML file until its source ends or a signal
     /// stops it, serving /metrics, /health and /ready.
     Run(commands::run::Args),
-    /// Check a pipeline file: parse it and build its stages, without opening
-    /// any input or output.
+    /// Check a pipeline file: parse it, build its stages, check that the
+    /// input is a readable regular file (from its metadata and permissions)
+    /// and that the outputs could be created; it never writes, truncates or
+    /// creates a file.
     Validate(commands::validate::Args),
     /// Run a pipeline file's unit tests: inputs fed to named stages, and
     /// conditions on what comes out.

@@ -120,3 +120,20 @@ fn a_pipeline_without_a_tests_file_says_so() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn a_toml_datetime_in_a_test_is_an_error_naming_its_key() {
+    let example = workspace().join("examples/pixels.toml");
+    let tests = fixture("datetime.tests.toml");
+    let output = crew_test(&[&example, Path::new("--tests"), &tests]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "{}:4:72: key `tests[0].input_json.ts`: a TOML datetime is not a value crew \
+             reads: write dates as strings: \"1979-05-27T07:32:00Z\"\n",
+            tests.display()
+        )
+    );
+}

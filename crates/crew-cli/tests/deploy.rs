@@ -4,8 +4,9 @@
 //! well-formed, and the alert rules and their unit tests agree.
 //! deploy/check.sh adds promtool's own checks.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
+use std::process::Command;
 
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
@@ -18,18 +19,29 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The metric names in docs/metrics.md's tables (rows starting with
-/// `` | `crew_ ``).
-fn documented() -> BTreeSet<String> {
-    let names: BTreeSet<String> = read("docs/metrics.md")
-        .lines()
-        .filter_map(|line| line.strip_prefix("| `"))
-        .filter_map(|rest| rest.split_once('`'))
-        .map(|(name, _)| name.to_owned())
-        .filter(|name| name.starts_with("crew_"))
-        .collect();
+/// The metrics in docs/metrics.md's tables, name to type (rows starting
+/// with `` | `crew_ ``).
+fn documented() -> BTreeMap<String, String> {
+    let names = documented_in(&read("docs/metrics.md"));
     assert!(names.len() > 10, "docs/metrics.md lists {names:?}");
     names
+}
+
+/// The metric table rows of a docs/metrics.md text, name to type: what
+/// deploy/check.sh's awk reads too.
+fn documented_in(docs: &str) -> BTreeMap<String, String> {
+    docs.lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix('|')?.split('|');
+            let name = cells.next()?.trim().strip_prefix('`')?.strip_suffix('`')?;
+            let kind = cells.next()?.trim();
+            let valid = name.starts_with("crew_")
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            valid.then(|| (name.to_owned(), kind.to_owned()))
+        })
+        .collect()
 }
 
 /// Every `crew_[a-z0-9_]+` in `text`.
@@ -54,12 +66,15 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     names
 }
 
-/// Whether `name` is documented, as itself or as a histogram's series.
-fn is_documented(name: &str, documented: &BTreeSet<String>) -> bool {
-    documented.contains(name)
+/// Whether `name` is documented, as itself or as the `_bucket`, `_sum` or
+/// `_count` series of a metric documented as a histogram (not of a gauge or
+/// counter: `crew_budget_events_sum` is no series of the gauge
+/// `crew_budget_events`). deploy/check.sh's `is_documented` is the same rule.
+fn is_documented(name: &str, documented: &BTreeMap<String, String>) -> bool {
+    documented.contains_key(name)
         || ["_bucket", "_sum", "_count"].iter().any(|suffix| {
             name.strip_suffix(suffix)
-                .is_some_and(|base| documented.contains(base))
+                .is_some_and(|base| documented.get(base).is_some_and(|kind| kind == "histogram"))
         })
 }
 
@@ -132,7 +147,7 @@ fn every_metric_used_is_documented() {
 fn the_name_check_catches_an_unknown_name() {
     let documented = documented();
     let names = metric_names(
-        r#"rate(crew_events_read_total[5m]) crew_pool_queue_wait_seconds_bucket xcrew_not crew_evnts_read_total"#,
+        r#"rate(crew_events_read_total[5m]) crew_pool_queue_wait_seconds_bucket xcrew_not crew_evnts_read_total crew_budget_events_sum crew_event_latency_seconds_count"#,
     );
     assert_eq!(
         names,
@@ -140,13 +155,96 @@ fn the_name_check_catches_an_unknown_name() {
             "crew_events_read_total".to_owned(),
             "crew_pool_queue_wait_seconds_bucket".to_owned(),
             "crew_evnts_read_total".to_owned(),
+            "crew_budget_events_sum".to_owned(),
+            "crew_event_latency_seconds_count".to_owned(),
         ])
     );
+    assert_eq!(documented["crew_budget_events"], "gauge");
+    assert_eq!(documented["crew_event_latency_seconds"], "histogram");
     let unknown: Vec<&String> = names
         .iter()
         .filter(|n| !is_documented(n, &documented))
         .collect();
-    assert_eq!(unknown, ["crew_evnts_read_total"]);
+    // A histogram suffix on a gauge is no series of it.
+    assert_eq!(unknown, ["crew_budget_events_sum", "crew_evnts_read_total"]);
+}
+
+/// deploy/check.sh's name check (no promtool) run in a copy of the repo's
+/// layout holding `docs` and the three deploy files' texts: its exit code
+/// and standard error.
+fn check_sh(docs: &str, dashboard: &str, rules: &str, rules_test: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for (path, text) in [
+        ("deploy/check.sh", read("deploy/check.sh").as_str()),
+        ("docs/metrics.md", docs),
+        ("deploy/grafana/crew.json", dashboard),
+        ("deploy/prometheus/alerts.yml", rules),
+        ("deploy/prometheus/alerts_test.yml", rules_test),
+    ] {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let output = Command::new("bash")
+        .arg(root.join("deploy/check.sh"))
+        .env("CREW_DEPLOY_NO_PROMTOOL", "1")
+        .output()
+        .expect("bash runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_sh_and_this_test_apply_the_same_rule() {
+    let docs = "\
+| metric | type | labels | what |
+| --- | --- | --- | --- |
+| `crew_a_total` | counter | | a |
+| `crew_g` | gauge | | g |
+| `crew_h_seconds` | histogram | `stage` | h |
+";
+    let dashboard = r#"{"expr": "rate(crew_a_total[1m]) + xcrew_not + foo_crew_x"}"#;
+    let rules = "expr: histogram_quantile(0.9, crew_h_seconds_bucket) / crew_g_sum\n";
+    let rules_test = "series: crew_h_seconds_count crew_h_seconds_sum crew_missing crew_g\n";
+
+    let documented = documented_in(docs);
+    let mut expected: Vec<String> = [dashboard, rules, rules_test]
+        .iter()
+        .flat_map(|text| metric_names(text))
+        .filter(|name| !is_documented(name, &documented))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    expected.sort();
+    assert_eq!(expected, ["crew_g_sum", "crew_missing"]);
+
+    let (code, stderr) = check_sh(docs, dashboard, rules, rules_test);
+    assert_eq!(code, Some(1), "{stderr}");
+    let mut unknown: Vec<String> = stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("  "))
+        .map(str::to_owned)
+        .collect();
+    unknown.sort();
+    assert_eq!(unknown, expected, "{stderr}");
+
+    // Once documented, both pass.
+    let docs = format!("{docs}| `crew_missing` | gauge | | m |\n| `crew_g_sum` | gauge | | s |\n");
+    let (code, stderr) = check_sh(&docs, dashboard, rules, rules_test);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn check_sh_says_when_the_docs_have_no_metric_table() {
+    let (code, stderr) = check_sh("# Metrics\n\nNone yet.\n", "crew_a", "crew_a", "crew_a");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("no metric table found in docs/metrics.md"),
+        "{stderr}"
+    );
 }
 
 #[test]

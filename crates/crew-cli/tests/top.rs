@@ -143,10 +143,36 @@ fn exposition(k: u64) -> String {
     t
 }
 
+/// A request as the test server received it.
+#[derive(Debug)]
+struct Request {
+    /// `GET /metrics HTTP/1.1`.
+    line: String,
+    /// The `Accept` header's value, if any.
+    accept: Option<String>,
+}
+
 /// Serves `bodies` in turn, one a connection (the last one again after
-/// that), with `status`; sends each request line it receives to the
-/// returned channel. The thread ends with the test process.
-fn serve(status: &'static str, bodies: Vec<String>) -> (String, mpsc::Receiver<String>) {
+/// that), with `status`; sends each request it receives to the returned
+/// channel. The thread ends with the test process.
+fn serve(status: &'static str, bodies: Vec<String>) -> (String, mpsc::Receiver<Request>) {
+    let responses = bodies
+        .into_iter()
+        .map(|body| {
+            format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+        .collect();
+    serve_raw(responses)
+}
+
+/// Like [`serve`], with whole responses as the server writes them (head
+/// and body), for responses no real server sends. Each connection is
+/// closed after its response.
+fn serve_raw(responses: Vec<Vec<u8>>) -> (String, mpsc::Receiver<Request>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/metrics", listener.local_addr().unwrap());
     let (requests, received) = mpsc::channel();
@@ -159,17 +185,21 @@ fn serve(status: &'static str, bodies: Vec<String>) -> (String, mpsc::Receiver<S
                 continue;
             }
             // The rest of the head, up to the blank line.
+            let mut accept = None;
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("accept") {
+                        accept = Some(value.trim().to_owned());
+                    }
+                }
                 line.clear();
             }
-            let _ = requests.send(request_line.trim_end().to_owned());
-            let body = &bodies[n.min(bodies.len() - 1)];
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
+            let _ = requests.send(Request {
+                line: request_line.trim_end().to_owned(),
+                accept,
+            });
+            let _ = stream.write_all(&responses[n.min(responses.len() - 1)]);
         }
     });
     (url, received)
@@ -215,8 +245,16 @@ fn once_prints_a_table_of_two_scrapes() {
         "{}\n{stdout}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(requests.recv().unwrap(), "GET /metrics HTTP/1.1");
-    assert_eq!(requests.recv().unwrap(), "GET /metrics HTTP/1.1");
+    for _ in 0..2 {
+        let request = requests.recv().unwrap();
+        assert_eq!(request.line, "GET /metrics HTTP/1.1");
+        // What the admin server serves, and what `crew top` parses.
+        let accept = request.accept.expect("an Accept header");
+        assert!(
+            accept.starts_with("application/openmetrics-text;version=1.0.0"),
+            "{accept}"
+        );
+    }
 
     assert!(stdout.contains(&url), "{stdout}");
     assert!(
@@ -269,6 +307,13 @@ fn once_prints_a_table_of_two_scrapes() {
     let sink = row(&stdout, "POOL", "sink");
     assert_eq!(sink[1..3], ["1/2", "2/16"]);
 
+    // The rate of offsets, named for what it is and explained.
+    let header = row(&stdout, "PARTITION", "PARTITION");
+    assert_eq!(header.last().map(String::as_str), Some("COMMITTED/S"));
+    assert!(
+        stdout.contains("COMMITTED/S: offsets committed per second"),
+        "{stdout}"
+    );
     let partition = row(&stdout, "PARTITION", "0");
     assert_eq!(partition[1..4], ["2100", "1800", "300"]);
     let partition = row(&stdout, "PARTITION", "1");
@@ -289,6 +334,59 @@ fn an_error_status_fails_with_the_status() {
     assert!(stderr.contains("404 Not Found"), "{stderr}");
     assert!(stderr.contains(&url), "{stderr}");
     assert!(output.stdout.is_empty());
+}
+
+/// Runs `crew top --once` against a server answering `response`, and
+/// returns its standard error after checking it failed the way a user
+/// error fails (exit code 1, no panic) and named the URL.
+fn fails_on(response: Vec<u8>) -> String {
+    let (url, _requests) = serve_raw(vec![response]);
+    let output = crew(&["top", "--once", "--interval", "10ms", &url]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&url), "{stderr}");
+    assert!(output.stdout.is_empty());
+    stderr
+}
+
+#[test]
+fn a_chunk_size_near_the_largest_integer_is_an_error_not_a_panic() {
+    let stderr = fails_on(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\ncrew_x 1\n\r\n0\r\n\r\n"
+            .to_vec(),
+    );
+    assert!(stderr.contains("a chunked body cut short"), "{stderr}");
+}
+
+#[test]
+fn a_content_length_of_the_largest_integer_is_an_error_not_a_panic() {
+    let stderr = fails_on(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\ncrew_x 1\n".to_vec(),
+    );
+    assert!(
+        stderr.contains("a Content-Length of 18446744073709551615 bytes, over the 64 MiB"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_silent_server_times_out_with_a_plain_message() {
+    // Accepts and never answers; the connections stay open until the test
+    // process ends.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/metrics", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in listener.incoming() {
+            open.push(stream);
+        }
+    });
+    let output = crew(&["top", "--once", "--interval", "10ms", &url]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no response within 5s"), "{stderr}");
+    assert!(!stderr.contains("os error"), "{stderr}");
 }
 
 #[test]

@@ -176,3 +176,94 @@ fn a_missing_file_is_an_error() {
         "{output:?}"
     );
 }
+
+/// A pipeline reading `input` into blackholes, written in `dir`.
+fn file_pipeline(dir: &Path, input: &Path, head: &str) -> PathBuf {
+    let file = dir.join("p.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "{head}\n[source]\ntype = \"file\"\npath = {:?}\n\
+             [sink]\ntype = \"blackhole\"\n[dead_letter]\ntype = \"blackhole\"\n",
+            input.display().to_string()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn huge_workers_are_refused_before_run_would_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, b"{}\n").unwrap();
+    let file = file_pipeline(
+        dir.path(),
+        &input,
+        "[pipeline]\nworkers = 18446744073709551615",
+    );
+    let output = validate(&file, dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "{}:2:11: key `pipeline.workers`: must be at most 4096, not 18446744073709551615\n",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn a_fifo_input_is_refused_without_blocking_or_reading_it() {
+    use std::io::{Read, Write};
+    use std::os::unix::ffi::OsStrExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("in.fifo");
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path this test owns.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    // Both ends held here (O_RDWR does not wait for a peer): a crew that
+    // opened the FIFO would not block on it, so this test fails rather than
+    // hangs if it does; what is written stays in the pipe unless crew reads.
+    let mut ends = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let line = b"{\"a\":1}\n";
+    ends.write_all(line).unwrap();
+    let file = file_pipeline(dir.path(), &fifo, "");
+    let output = validate(&file, dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "{}:4:1: key `source.path`: {} is not a regular file",
+            file.display(),
+            fifo.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("type = \"stdin\""), "{stderr}");
+    let mut unread = vec![0; line.len()];
+    ends.read_exact(&mut unread).unwrap();
+    assert_eq!(unread, line, "validate consumed nothing");
+}
+
+#[test]
+fn the_help_says_what_validate_reads() {
+    let output = Command::new(env!("CARGO_BIN_EXE_crew"))
+        .args(["validate", "--help"])
+        .output()
+        .unwrap();
+    let help = text(&output.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(!help.contains("without opening any input"), "{help}");
+    assert!(
+        help.contains("never writes, truncates or creates"),
+        "{help}"
+    );
+}

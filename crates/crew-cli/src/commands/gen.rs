@@ -8,19 +8,16 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
-use crew_pipeline::sources::{GeneratorConfig, LineKind, PixelsEvents};
+use crew_pipeline::sources::{GeneratorConfig, LineKind, Pacer, PixelsEvents};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Bytes gathered before one write: large writes keep the syscall count low.
 const FLUSH_AT: usize = 256 << 10;
 /// Room for a typical line on top of [`FLUSH_AT`], so the buffer rarely grows.
 const LINE_CAPACITY: usize = 1024;
-/// A paced run held back by a slow reader catches up at most this much,
-/// like the `generator` source, instead of bursting everything it missed.
-const MAX_CATCH_UP: Duration = Duration::from_secs(1);
 
 /// Arguments of `crew gen`.
 ///
@@ -171,7 +168,7 @@ fn write(
     for n in 0..args.count {
         if let Some(pacer) = &mut pacer {
             let now = Instant::now();
-            let due = pacer.due(n, now);
+            let due = pacer.due_at(n, now);
             if due > now {
                 // Hand over what is due before waiting, so a paced stream
                 // reaches its reader at the rate, not in 256 KiB lumps.
@@ -206,67 +203,4 @@ fn drain(out: &mut impl Write, buf: &mut Vec<u8>, summary: &mut Summary) -> io::
     summary.bytes += buf.len() as u64;
     buf.clear();
     Ok(())
-}
-
-/// When each event is due at a fixed rate.
-struct Pacer {
-    rate: f64,
-    start: Instant,
-}
-
-impl Pacer {
-    fn new(rate: f64) -> Pacer {
-        Pacer {
-            rate,
-            start: Instant::now(),
-        }
-    }
-
-    /// When event `n` is due, seen at `now`; moves the schedule forward
-    /// when it has fallen more than [`MAX_CATCH_UP`] behind.
-    fn due(&mut self, n: u64, now: Instant) -> Instant {
-        let after = Duration::try_from_secs_f64(n as f64 / self.rate).unwrap_or(Duration::MAX);
-        let Some(due) = self.start.checked_add(after) else {
-            // Beyond what the clock can represent: never, in practice.
-            return now + Duration::from_secs(3600);
-        };
-        let behind = now.saturating_duration_since(due);
-        if behind > MAX_CATCH_UP {
-            let shift = behind - MAX_CATCH_UP;
-            self.start += shift;
-            return due + shift;
-        }
-        due
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pacer_spaces_events_by_the_rate() {
-        let mut pacer = Pacer::new(100.0);
-        let start = pacer.start;
-        assert_eq!(pacer.due(0, start), start);
-        assert_eq!(pacer.due(50, start), start + Duration::from_millis(500));
-        // Seen late, but within the catch-up: the schedule holds.
-        let late = start + Duration::from_millis(900);
-        assert_eq!(pacer.due(10, late), start + Duration::from_millis(100));
-        assert_eq!(pacer.start, start);
-    }
-
-    #[test]
-    fn a_pacer_far_behind_catches_up_one_second_at_most() {
-        let mut pacer = Pacer::new(1000.0);
-        let start = pacer.start;
-        // As if the reader had stalled the writer for an hour.
-        let now = start + Duration::from_secs(3600);
-        assert_eq!(pacer.due(1, now), now - MAX_CATCH_UP);
-        // The next events follow the moved schedule.
-        assert_eq!(
-            pacer.due(2, now),
-            now - MAX_CATCH_UP + Duration::from_millis(1)
-        );
-    }
 }

@@ -35,7 +35,8 @@ pub struct Args {
     #[arg(default_value = "http://127.0.0.1:9598/metrics")]
     pub url: String,
     /// Time between scrapes, and so the window of the rates and quantiles:
-    /// `1s`, `500ms`, `2m`, or seconds as a number.
+    /// `1s`, `500ms`, `1m30s` (the durations of the config file), from 10ms
+    /// to 1h.
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
     /// Scrape twice, `--interval` apart, print a plain table and exit
@@ -96,30 +97,18 @@ fn scrape(target: &Target) -> anyhow::Result<Scraped> {
     })
 }
 
-/// `1s`, `250ms`, `1.5s`, `2m`, or a number of seconds.
+/// A duration in the syntax of every other one in crew (`1s`, `250ms`,
+/// `1m30s`), within what makes sense between two scrapes.
 fn parse_interval(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let number: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 1s or 500ms"))?;
-    let seconds = match unit {
-        "ms" => number / 1e3,
-        "s" => number,
-        "m" => number * 60.0,
-        _ => return Err(format!("`{text}`: the unit must be ms, s or m")),
-    };
+    let interval = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration such as 1s or 500ms: {e}"))?;
     // Under 10 ms the rates would measure the scraping, not the pipeline.
-    if !(0.01..=3600.0).contains(&seconds) {
+    if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&interval) {
         return Err(format!(
-            "`{text}`: the interval must be between 10ms and 60m"
+            "`{text}`: the interval must be between 10ms and 1h"
         ));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Ok(interval)
 }
 
 #[cfg(test)]
@@ -127,14 +116,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn intervals_parse_with_and_without_units() {
+    fn intervals_parse_like_every_duration_in_crew() {
         assert_eq!(parse_interval("1s"), Ok(Duration::from_secs(1)));
         assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_interval("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_interval("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_interval("fast").is_err());
-        assert!(parse_interval("1h").is_err());
-        assert!(parse_interval("0s").is_err());
-        assert!(parse_interval("-1s").is_err());
+        assert_eq!(parse_interval("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_interval("20000us"), Ok(Duration::from_millis(20)));
+        assert_eq!(parse_interval("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["fast", "1.5", "0s", "-1s", "5ms", "2h", ""] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,5 +1,9 @@
 //! `crew validate`: loads a pipeline file and builds every stage, without
-//! running anything or touching a file.
+//! running anything. It looks at files without changing them: it reads the
+//! input's metadata and opens it for reading without blocking (a FIFO or
+//! device is refused, never opened), and checks that the outputs' and
+//! checkpoint's directories exist or could be created; it never writes,
+//! truncates or creates a file or directory, and reads no checkpoint.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

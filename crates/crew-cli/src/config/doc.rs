@@ -11,6 +11,11 @@
 //! enclosing table's: still the right line for an inline table, and the key
 //! path still names it. An unknown key is then looked up in that table, so
 //! it is pointed at exactly.
+//!
+//! TOML datetimes are refused before serde sees them: none of crew's
+//! settings is one, and where any value is taken (an edit's `value`, a
+//! test's `input_json`) toml would hand over its private serde form,
+//! `{"$__toml_private_datetime": "..."}`, as if it were the data.
 
 use std::fmt;
 use std::ops::Range;
@@ -244,6 +249,30 @@ pub(crate) fn unknown_key_message(field: &str, allowed: &[&str]) -> String {
     }
 }
 
+/// The first TOML datetime in `value`: its path below `value`, its span and
+/// how it is written.
+fn find_datetime(value: &Spanned<DeValue<'_>>) -> Option<(Vec<Seg>, Range<usize>, String)> {
+    match value.get_ref() {
+        DeValue::Datetime(datetime) => Some((Vec::new(), value.span(), datetime.to_string())),
+        DeValue::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+            let (mut segs, span, written) = find_datetime(item)?;
+            segs.insert(0, Seg::Index(index));
+            Some((segs, span, written))
+        }),
+        DeValue::Table(table) => {
+            // In the order written, so the first one in the file is named.
+            let mut entries: Vec<_> = table.iter().collect();
+            entries.sort_by_key(|(key, _)| key.span().start);
+            entries.into_iter().find_map(|(key, item)| {
+                let (mut segs, span, written) = find_datetime(item)?;
+                segs.insert(0, Seg::Key(key.get_ref().to_string()));
+                Some((segs, span, written))
+            })
+        }
+        DeValue::String(_) | DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_) => None,
+    }
+}
+
 /// Deserializes `value` (the table at `at`) into `T`; `handled` are keys of
 /// that table the caller has taken out (such as `type`), which an
 /// unknown-key message lists among the allowed ones.
@@ -254,6 +283,17 @@ pub(crate) fn deserialize<T: DeserializeOwned>(
     anchor: Range<usize>,
     handled: &[&str],
 ) -> Result<T, ConfigError> {
+    if let Some((segs, span, written)) = find_datetime(value) {
+        let mut key = at.clone();
+        key.extend(&segs);
+        return Err(text.error(
+            Some(span),
+            Some(&key),
+            format!(
+                "a TOML datetime is not a value crew reads: write dates as strings: \"{written}\""
+            ),
+        ));
+    }
     let error = match serde_path_to_error::deserialize(ValueDeserializer::from(value.clone())) {
         Ok(config) => return Ok(config),
         Err(error) => error,

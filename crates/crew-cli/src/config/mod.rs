@@ -30,6 +30,7 @@
 mod doc;
 mod error;
 mod interpolate;
+mod paths;
 mod registry;
 pub mod testing;
 #[cfg(test)]
@@ -40,6 +41,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crew_pipeline::{Pipeline, PipelineBuilder, Settings, Stage};
 use serde::Deserialize;
@@ -65,6 +67,21 @@ const TOP_KEYS: &[&str] = &[
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9598);
 
+/// The most workers one pool may have (`[pipeline] workers`, a stage's own
+/// `workers`): far past what a machine runs well, and small enough that
+/// the runtime's sizes derived from it (queues of twice the workers, 8
+/// lanes per worker) stay small.
+const MAX_WORKERS: usize = 4096;
+
+/// The most ordered lanes: the runtime allocates every lane when the
+/// pipeline starts.
+const MAX_LANES: usize = 65_536;
+
+/// The longest duration setting. The runtime adds these to the current
+/// time, which overflows (a panic) for a huge one, and no wait longer than
+/// a day is useful here.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Reads a pipeline file: replaces `${VAR}` and `${VAR:-default}` from the
 /// environment, parses the TOML, deserializes every component's config and
 /// checks what can be checked without building anything (types, unknown
@@ -87,7 +104,7 @@ pub struct AdminConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AdminSection {
-    #[serde(default = "default_listen")]
+    #[serde(default = "default_listen", deserialize_with = "ip_and_port")]
     listen: SocketAddr,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
@@ -95,6 +112,19 @@ struct AdminSection {
 
 fn default_listen() -> SocketAddr {
     DEFAULT_ADMIN_LISTEN
+}
+
+/// An IP address and port. A host name is refused rather than resolved:
+/// resolving would make loading a file wait on DNS, and `localhost` may
+/// resolve to `::1` on one machine and `127.0.0.1` on another.
+fn ip_and_port<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let written = String::deserialize(deserializer)?;
+    written.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected an IP address and port, e.g. 127.0.0.1:9598 or [::1]:9598, found \
+             {written:?} (host names are not resolved)"
+        ))
+    })
 }
 
 fn enabled_by_default() -> bool {
@@ -125,7 +155,24 @@ impl<T> Component<T> {
             .step_by(2)
             .find_map(|name| self.keys.iter().find(|(key, _)| key == name));
         match named {
-            Some((key, pos)) => ConfigError::new(
+            Some((key, _)) => {
+                // The error names the key: a message that starts with it
+                // would repeat it.
+                let message = match message.strip_prefix(&format!("`{key}`: ")) {
+                    Some(rest) => rest.to_owned(),
+                    None => message,
+                };
+                self.key_error(file, key, message)
+            }
+            None => ConfigError::new(file, Some(self.at), Some(self.key.to_string()), message),
+        }
+    }
+
+    /// An error about this component's `key`, pointing where it is written
+    /// (or at the table, if it is not).
+    fn key_error(&self, file: &Path, key: &str, message: impl Into<String>) -> ConfigError {
+        match self.keys.iter().find(|(name, _)| name == key) {
+            Some((_, pos)) => ConfigError::new(
                 file,
                 Some(*pos),
                 Some(self.key.key(key).to_string()),
@@ -376,22 +423,50 @@ fn parse(
     )?;
 
     if let (Some(out), Some(dead)) = (sink.spec.path(), dead_letter.spec.path()) {
-        if out == dead {
-            return Err(dead_letter.error(
+        if paths::same_file(out, dead) {
+            return Err(dead_letter.key_error(
                 path,
+                "path",
                 format!(
-                    "`path` {} is also the sink's: dead letters need a file of their own",
-                    dead.display()
+                    "{} is also the sink's{}: dead letters need a file of their own",
+                    dead.display(),
+                    as_written(dead, out)
                 ),
             ));
         }
     }
     if let Some(input) = source.spec.path() {
         for output in [&sink, &dead_letter] {
-            if output.spec.path() == Some(input) {
-                return Err(output.error(
+            let Some(out) = output.spec.path() else {
+                continue;
+            };
+            if paths::same_file(out, input) {
+                return Err(output.key_error(
                     path,
-                    format!("`path` {} is the file the source reads", input.display()),
+                    "path",
+                    format!(
+                        "{} is the file the source reads{}",
+                        out.display(),
+                        as_written(out, input)
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(checkpoint) = source.spec.checkpoint() {
+        let taken = [("the file the source reads", source.spec.path())]
+            .into_iter()
+            .chain([&sink, &dead_letter].map(|output| ("an output", output.spec.path())));
+        for (what, other) in taken {
+            if other.is_some_and(|other| paths::same_file(checkpoint, other)) {
+                return Err(source.key_error(
+                    path,
+                    "checkpoint",
+                    format!(
+                        "{} is {what}{}: the checkpoint needs a file of its own",
+                        checkpoint.display(),
+                        other.map_or_else(String::new, |other| as_written(checkpoint, other))
+                    ),
                 ));
             }
         }
@@ -407,6 +482,16 @@ fn parse(
         sink,
         dead_letter,
     })
+}
+
+/// How `other` is written, for a message about `path` being the same file,
+/// when it is written differently: ` (in.ndjson)`.
+fn as_written(path: &Path, other: &Path) -> String {
+    if path == other {
+        String::new()
+    } else {
+        format!(" ({})", other.display())
+    }
 }
 
 /// `value` as a table, or an error saying what it is instead.
@@ -449,35 +534,87 @@ fn pipeline_section(
     };
     let rest = Spanned::new(value.span(), DeValue::Table(rest));
     let settings: Settings = deserialize(text, &rest, &key, anchor, &["name"])?;
+    // (key, value, most allowed): none may be 0.
     let limits = [
-        ("workers", settings.workers),
-        ("lanes", settings.lanes.unwrap_or(1)),
-        ("batch.max_events", settings.batch.max_events),
-        ("batch.max_bytes", settings.batch.max_bytes),
-        ("budget.max_events", settings.budget.max_events),
-        ("budget.max_bytes", settings.budget.max_bytes),
+        ("workers", settings.workers, MAX_WORKERS),
+        ("lanes", settings.lanes.unwrap_or(1), MAX_LANES),
+        // These allocate nothing up front (a batch reserves at most 4096
+        // events): a huge one only means "no limit".
+        ("batch.max_events", settings.batch.max_events, usize::MAX),
+        ("batch.max_bytes", settings.batch.max_bytes, usize::MAX),
+        ("budget.max_events", settings.budget.max_events, usize::MAX),
+        ("budget.max_bytes", settings.budget.max_bytes, usize::MAX),
         (
             "budget.max_per_partition",
             settings.budget.max_per_partition,
+            usize::MAX,
         ),
         (
             "stage_retry.max_attempts",
             settings.stage_retry.max_attempts as usize,
+            usize::MAX,
         ),
         (
             "sink_retry.max_attempts",
             settings.sink_retry.max_attempts as usize,
+            usize::MAX,
         ),
     ];
-    for (dotted, limit) in limits {
+    let at = |dotted: &str| {
+        let segs: Vec<Seg> = dotted.split('.').map(|k| Seg::Key(k.to_owned())).collect();
+        let found = walk(value, &segs);
+        let span = if found.matched == segs.len() {
+            found.value.span()
+        } else {
+            found.span()
+        };
+        let mut path = key.clone();
+        for seg in dotted.split('.') {
+            path = path.key(seg);
+        }
+        (span, path)
+    };
+    for (dotted, limit, most) in limits {
         if limit == 0 {
-            let segs: Vec<Seg> = dotted.split('.').map(|k| Seg::Key(k.to_owned())).collect();
-            let found = walk(value, &segs);
-            let mut path = key.clone();
-            for seg in dotted.split('.') {
-                path = path.key(seg);
-            }
-            return Err(text.error(Some(found.span()), Some(&path), "must be at least 1"));
+            let (span, path) = at(dotted);
+            return Err(text.error(Some(span), Some(&path), "must be at least 1"));
+        }
+        if limit > most {
+            let (span, path) = at(dotted);
+            return Err(text.error(
+                Some(span),
+                Some(&path),
+                format!("must be at most {most}, not {limit}"),
+            ));
+        }
+    }
+    let durations = [
+        ("commit_interval", settings.commit_interval),
+        ("drain_timeout", settings.drain_timeout),
+        ("flush_interval", settings.flush_interval),
+        ("batch.linger", settings.batch.linger),
+        (
+            "stage_retry.initial_backoff",
+            settings.stage_retry.initial_backoff,
+        ),
+        ("stage_retry.max_backoff", settings.stage_retry.max_backoff),
+        (
+            "sink_retry.initial_backoff",
+            settings.sink_retry.initial_backoff,
+        ),
+        ("sink_retry.max_backoff", settings.sink_retry.max_backoff),
+    ];
+    for (dotted, duration) in durations {
+        if duration > MAX_DURATION {
+            let (span, path) = at(dotted);
+            return Err(text.error(
+                Some(span),
+                Some(&path),
+                format!(
+                    "must be at most 1 day (\"24h\"), not \"{}\"",
+                    humantime::format_duration(duration)
+                ),
+            ));
         }
     }
     Ok((name, settings))
@@ -511,6 +648,16 @@ fn stage_plans(text: &Text, value: &Spanned<DeValue<'_>>) -> Result<Vec<StagePla
                         Some(v.span()),
                         Some(&workers_key),
                         "must be at least 1 (the workers of this stage's own pool)",
+                    ));
+                }
+                if workers > MAX_WORKERS {
+                    return Err(text.error(
+                        Some(v.span()),
+                        Some(&workers_key),
+                        format!(
+                            "must be at most {MAX_WORKERS} (the workers of this stage's own \
+                             pool), not {workers}"
+                        ),
                     ));
                 }
                 Some(workers)

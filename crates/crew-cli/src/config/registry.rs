@@ -4,7 +4,8 @@
 //! A new component is one variant here, one arm in its `parse`, and one in
 //! each of `describe` and `open`/`build`.
 
-use std::fs::File;
+use std::fs::{Metadata, OpenOptions};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -95,11 +96,7 @@ impl SourceSpec {
         match self {
             SourceSpec::Generator(config) => config.validate(),
             SourceSpec::File(config) => {
-                File::open(&config.path)
-                    .map_err(|e| format!("`path`: cannot read {}: {e}", config.path.display()))?;
-                if config.path.is_dir() {
-                    return Err(format!("`path`: {} is a directory", config.path.display()));
-                }
+                readable_input(&config.path).map_err(|e| format!("`path`: {e}"))?;
                 if let Some(checkpoint) = &config.checkpoint {
                     writable_file(checkpoint).map_err(|e| format!("`checkpoint`: {e}"))?;
                 }
@@ -142,6 +139,9 @@ impl SourceSpec {
                 .map(|source| Box::new(source) as Box<dyn Source>)
                 .map_err(|e| e.to_string()),
             SourceSpec::File(config) => {
+                // Checked here too: FileSource would block opening a FIFO
+                // until a writer comes, then fail seeking in it.
+                regular_input(&config.path).map_err(|e| format!("`path`: {e}"))?;
                 if let Some(checkpoint) = &config.checkpoint {
                     create_parent(checkpoint).map_err(|e| format!("`checkpoint`: {e}"))?;
                 }
@@ -159,6 +159,14 @@ impl SourceSpec {
     pub(crate) fn path(&self) -> Option<&Path> {
         match self {
             SourceSpec::File(config) => Some(&config.path),
+            _ => None,
+        }
+    }
+
+    /// The checkpoint file it writes, if any.
+    pub(crate) fn checkpoint(&self) -> Option<&Path> {
+        match self {
+            SourceSpec::File(config) => config.checkpoint.as_deref(),
             _ => None,
         }
     }
@@ -254,7 +262,7 @@ impl SinkSpec {
             SinkSpec::File(config) => {
                 if config.buffer_bytes > MAX_SINK_BUFFER_BYTES {
                     return Err(format!(
-                        "`buffer_bytes` must be at most {MAX_SINK_BUFFER_BYTES}, not {}",
+                        "`buffer_bytes`: must be at most {MAX_SINK_BUFFER_BYTES}, not {}",
                         config.buffer_bytes
                     ));
                 }
@@ -294,6 +302,61 @@ impl SinkSpec {
             _ => None,
         }
     }
+}
+
+/// Whether the file source could read `path`, judged without blocking and
+/// without reading a byte: it is a regular file (see [`regular_input`]),
+/// and opening it for reading works. The open is non-blocking, and the
+/// opened file's type is checked again, in case `path` was replaced by a
+/// FIFO in between.
+fn readable_input(path: &Path) -> Result<(), String> {
+    regular_input(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    regular(&meta, path)
+}
+
+/// Whether `path` is a regular file, from its metadata alone (nothing is
+/// opened). A FIFO, socket or device is refused: the file source seeks
+/// back after sniffing the gzip header, which a pipe cannot do, and opening
+/// a FIFO waits for a writer. A stream belongs on standard input.
+fn regular_input(path: &Path) -> Result<(), String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    regular(&meta, path)
+}
+
+fn regular(meta: &Metadata, path: &Path) -> Result<(), String> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    if kind.is_dir() {
+        return Err(format!("{} is a directory", path.display()));
+    }
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    };
+    Err(format!(
+        "{} is not a regular file ({what}): the file source reads regular files, plain or \
+         gzip; for a stream, use `type = \"stdin\"` and `crew run FILE < {}`",
+        path.display(),
+        path.display()
+    ))
 }
 
 /// Whether a file could be created or written at `path`, judged without

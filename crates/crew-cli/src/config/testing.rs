@@ -794,11 +794,9 @@ outcome = "delivered"
         .remove(0);
         let panicking: Arc<dyn Stage> =
             Arc::new(|_: &mut Event| -> Result<Outcome, StageError> { panic!("kaboom") });
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let result = run_case(&case, &[("parse".to_owned(), panicking)]);
-        std::panic::set_hook(hook);
-        let failure = result.unwrap_err();
+        // The panic hook is left alone (other tests run in parallel): the
+        // harness captures what it prints.
+        let failure = run_case(&case, &[("parse".to_owned(), panicking)]).unwrap_err();
         assert_eq!(failure.problems, ["stage `parse` panicked: kaboom"]);
     }
 
@@ -829,6 +827,31 @@ outcome = "delivered"
 
         let e = error("");
         assert!(e.to_string().contains("no tests"), "{e}");
+    }
+
+    #[test]
+    fn a_toml_datetime_in_a_test_is_refused_with_its_key() {
+        let e = cases(
+            "[[tests]]\nname = \"a\"\ninput_json = { ts = 1979-05-27T07:32:00Z }\n[tests.expect]\noutcome = \"delivered\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("tests[0].input_json.ts"));
+        assert_eq!(e.at().unwrap().line, 3);
+        assert!(
+            e.message()
+                .contains("write dates as strings: \"1979-05-27T07:32:00Z\""),
+            "{e}"
+        );
+        let e = cases(
+            "[[tests]]\nname = \"a\"\ninput = '{}'\n[tests.expect]\noutcome = \"delivered\"\nfields = { day = 07:32:00 }\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key(), Some("tests[0].expect.fields.day"));
+        assert_eq!(e.at().unwrap().line, 6);
+        assert!(
+            e.message().contains("write dates as strings: \"07:32:00\""),
+            "{e}"
+        );
     }
 
     #[test]

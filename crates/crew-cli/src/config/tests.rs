@@ -399,7 +399,7 @@ fn check_has_no_side_effects_and_wire_opens_everything() {
         .check()
         .unwrap_err()
         .to_string();
-    assert!(e.contains("key `source.path`: `path`: cannot read"), "{e}");
+    assert!(e.contains("key `source.path`: cannot read"), "{e}");
     // An output under a file cannot be created.
     let blocked = text.replace("out/d.ndjson", "in.ndjson/d.ndjson");
     let e = config_from(&blocked)
@@ -409,6 +409,243 @@ fn check_has_no_side_effects_and_wire_opens_everything() {
         .to_string();
     assert!(e.contains("key `dead_letter.path`"), "{e}");
     assert!(e.contains("is not a directory"), "{e}");
+}
+
+#[test]
+fn huge_workers_and_lanes_are_errors() {
+    let e = error("[pipeline]\nworkers = 18446744073709551615\n[source]\ntype = \"stdin\"");
+    assert_eq!(e.key(), Some("pipeline.workers"));
+    assert_eq!(line_col(&e), (2, 11));
+    assert!(e.message().contains("at most 4096"), "{e}");
+    let e = error(
+        "[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"parse_json\"\nworkers = 18446744073709551615",
+    );
+    assert_eq!(e.key(), Some("stages[0].workers"));
+    assert_eq!(line_col(&e), (5, 11));
+    assert!(e.message().contains("at most 4096"), "{e}");
+    let e = error("[pipeline]\nlanes = 18446744073709551615\n[source]\ntype = \"stdin\"");
+    assert_eq!(e.key(), Some("pipeline.lanes"));
+    assert_eq!(e.at().unwrap().line, 2);
+    assert!(e.message().contains("at most 65536"), "{e}");
+    let e = error("[pipeline]\nlanes = 65537\n[source]\ntype = \"stdin\"");
+    assert_eq!(e.key(), Some("pipeline.lanes"));
+    let e = error("[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"parse_json\"\nworkers = 4097");
+    assert_eq!(e.key(), Some("stages[0].workers"));
+    // The limits themselves are allowed.
+    let config = with_sinks(
+        "[pipeline]\nworkers = 4096\nlanes = 65536\n[source]\ntype = \"stdin\"\n\
+         [[stages]]\ntype = \"parse_json\"\nworkers = 4096",
+    )
+    .unwrap();
+    assert_eq!(config.settings.workers, 4096);
+    assert_eq!(config.settings.lanes, Some(65536));
+    assert_eq!(config.stages[0].workers, Some(4096));
+}
+
+#[test]
+fn durations_past_a_day_are_errors() {
+    for (table, key) in [
+        ("pipeline", "commit_interval"),
+        ("pipeline", "drain_timeout"),
+        ("pipeline", "flush_interval"),
+        ("pipeline.batch", "linger"),
+        ("pipeline.stage_retry", "initial_backoff"),
+        ("pipeline.sink_retry", "max_backoff"),
+    ] {
+        // `Instant::now() + this` overflows: `crew run` would panic.
+        let e = error(&format!(
+            "[{table}]\n{key} = \"18446744073709551615s\"\n[source]\ntype = \"stdin\""
+        ));
+        assert_eq!(e.key(), Some(format!("{table}.{key}").as_str()));
+        assert_eq!(e.at().unwrap().line, 2, "{e}");
+        assert!(e.message().contains("at most 1 day"), "{e}");
+        with_sinks(&format!(
+            "[{table}]\n{key} = \"24h\"\n[source]\ntype = \"stdin\""
+        ))
+        .unwrap();
+    }
+}
+
+#[test]
+fn huge_batch_and_budget_limits_run() {
+    // Nothing is allocated up front from these: a huge one only means "no
+    // limit", so they are not capped.
+    let config = config_from(
+        "[pipeline]\nworkers = 1\n\
+         [pipeline.batch]\nmax_events = 18446744073709551615\nmax_bytes = 18446744073709551615\n\
+         [pipeline.budget]\nmax_events = 18446744073709551615\nmax_bytes = 18446744073709551615\n\
+         max_per_partition = 18446744073709551615\n\
+         [source]\ntype = \"generator\"\ncount = 50\n[[stages]]\ntype = \"parse_json\"\n\
+         [sink]\ntype = \"blackhole\"\n[dead_letter]\ntype = \"blackhole\"",
+    )
+    .unwrap();
+    config.check().unwrap();
+    let report = config.wire().unwrap().builder.build().unwrap().run();
+    assert_eq!((report.read, report.delivered), (50, 50));
+}
+
+#[test]
+fn outputs_cannot_share_a_file_however_it_is_written() {
+    let files = |input: &str, out: &str, dead: &str| {
+        config_from(&format!(
+            "[source]\ntype = \"file\"\npath = {input:?}\n[sink]\ntype = \"file\"\npath = {out:?}\n\
+             [dead_letter]\ntype = \"file\"\npath = {dead:?}"
+        ))
+    };
+    let e = files("in.ndjson", "./in.ndjson", "d.ndjson").unwrap_err();
+    assert_eq!(e.key(), Some("sink.path"));
+    assert_eq!(e.at().unwrap().line, 6);
+    assert_eq!(
+        e.message(),
+        "./in.ndjson is the file the source reads (in.ndjson)"
+    );
+    let e = files("in.ndjson", "out/a", "out/../out/a").unwrap_err();
+    assert_eq!(e.key(), Some("dead_letter.path"));
+    assert_eq!(e.at().unwrap().line, 9);
+    assert!(e.message().contains("is also the sink's"), "{e}");
+    let e = files("logs/../in.ndjson", "o.ndjson", "in.ndjson").unwrap_err();
+    assert_eq!(e.key(), Some("dead_letter.path"));
+    // An absolute path and a relative one to the same place.
+    let cwd = std::env::current_dir().unwrap();
+    let absolute = cwd.join("x/in.ndjson").display().to_string();
+    let e = files(&absolute, "x/./in.ndjson", "d.ndjson").unwrap_err();
+    assert_eq!(e.key(), Some("sink.path"));
+    // Different files pass.
+    files("in.ndjson", "out/in.ndjson", "../in.ndjson").unwrap();
+    // Nor can the checkpoint share one.
+    let checkpoint = |checkpoint: &str| {
+        config_from(&format!(
+            "[source]\ntype = \"file\"\npath = \"in.ndjson\"\ncheckpoint = {checkpoint:?}\n\
+             [sink]\ntype = \"file\"\npath = \"o.ndjson\"\n[dead_letter]\ntype = \"blackhole\""
+        ))
+    };
+    let e = checkpoint("./o.ndjson").unwrap_err();
+    assert_eq!(e.key(), Some("source.checkpoint"));
+    assert_eq!(e.at().unwrap().line, 4);
+    assert_eq!(
+        e.message(),
+        "./o.ndjson is an output (o.ndjson): the checkpoint needs a file of its own"
+    );
+    let e = checkpoint("in.ndjson").unwrap_err();
+    assert_eq!(
+        e.message(),
+        "in.ndjson is the file the source reads: the checkpoint needs a file of its own"
+    );
+    checkpoint("state/in.checkpoint").unwrap();
+
+    // Existing files are compared by device and inode: a symlink or a hard
+    // link is the same file.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, b"{}\n").unwrap();
+    let symlink = dir.path().join("sym.ndjson");
+    std::os::unix::fs::symlink(&input, &symlink).unwrap();
+    let hard = dir.path().join("hard.ndjson");
+    std::fs::hard_link(&input, &hard).unwrap();
+    let path = |p: &Path| p.display().to_string();
+    let other = path(&dir.path().join("d.ndjson"));
+    let e = files(&path(&input), &path(&symlink), &other).unwrap_err();
+    assert_eq!(e.key(), Some("sink.path"));
+    let e = files(&path(&input), &other, &path(&hard)).unwrap_err();
+    assert_eq!(e.key(), Some("dead_letter.path"));
+    let out = dir.path().join("out.ndjson");
+    std::fs::write(&out, b"").unwrap();
+    let e = files(&path(&input), &path(&out), &path(&out)).unwrap_err();
+    assert_eq!(e.key(), Some("dead_letter.path"));
+    files(&path(&input), &path(&out), &other).unwrap();
+}
+
+#[test]
+fn a_toml_datetime_is_refused_where_it_would_become_a_value() {
+    let e = error(
+        "[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"parse_json\"\n[[stages]]\ntype = \"edit\"\n\
+         ops = [{ op = \"set\", target = \"when\", value = 1979-05-27T07:32:00Z }]",
+    );
+    assert_eq!(e.key(), Some("stages[1].ops[0].value"));
+    assert_eq!(line_col(&e), (7, 47));
+    assert!(
+        e.message()
+            .contains("write dates as strings: \"1979-05-27T07:32:00Z\""),
+        "{e}"
+    );
+    // Anywhere: a local date in a filter's values.
+    let e = error(
+        "[source]\ntype = \"stdin\"\n[[stages]]\ntype = \"filter\"\nrules = [{ reason = \"r\", when = { op = \"in\", field = \"d\", values = [\"x\", 1979-05-27] } }]",
+    );
+    assert_eq!(e.key(), Some("stages[0].rules[0].when.values[1]"));
+    assert!(
+        e.message()
+            .contains("write dates as strings: \"1979-05-27\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_admin_address_is_an_ip_address_and_port() {
+    let e = error("[admin]\nlisten = \"localhost:9598\"\n[source]\ntype = \"stdin\"");
+    assert_eq!(e.key(), Some("admin.listen"));
+    assert_eq!(e.at().unwrap().line, 2);
+    assert!(
+        e.message()
+            .contains("an IP address and port, e.g. 127.0.0.1:9598"),
+        "{e}"
+    );
+    let config =
+        with_sinks("[admin]\nlisten = \"[::1]:9000\"\n[source]\ntype = \"stdin\"").unwrap();
+    assert_eq!(config.admin.listen, Some("[::1]:9000".parse().unwrap()));
+}
+
+#[test]
+fn a_check_error_names_the_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let adir = dir.path().join("adir");
+    std::fs::create_dir(&adir).unwrap();
+    let config = config_from(&format!(
+        "[source]\ntype = \"stdin\"\n[sink]\ntype = \"file\"\npath = {:?}\n[dead_letter]\ntype = \"blackhole\"",
+        adir.display().to_string()
+    ))
+    .unwrap();
+    assert_eq!(
+        config.check().unwrap_err().to_string(),
+        format!(
+            "p.toml:5:1: key `sink.path`: {} is a directory",
+            adir.display()
+        )
+    );
+    let config = config_from(
+        "[source]\ntype = \"stdin\"\n[sink]\ntype = \"file\"\npath = \"o.ndjson\"\n\
+         buffer_bytes = 2147483648\n[dead_letter]\ntype = \"blackhole\"",
+    )
+    .unwrap();
+    assert_eq!(
+        config.check().unwrap_err().to_string(),
+        "p.toml:6:1: key `sink.buffer_bytes`: must be at most 1073741824, not 2147483648"
+    );
+}
+
+#[test]
+fn an_input_that_is_not_a_regular_file_is_refused() {
+    let input = |path: &Path| {
+        config_from(&format!(
+            "[source]\ntype = \"file\"\npath = {:?}\n[sink]\ntype = \"blackhole\"\n[dead_letter]\ntype = \"blackhole\"",
+            path.display().to_string()
+        ))
+        .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let e = input(dir.path()).check().unwrap_err().to_string();
+    assert!(e.contains("key `source.path`: "), "{e}");
+    assert!(e.ends_with("is a directory"), "{e}");
+    let e = input(Path::new("/dev/null"))
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/dev/null is not a regular file"), "{e}");
+    let e = match input(Path::new("/dev/null")).wire() {
+        Ok(_) => panic!("`crew run` reads regular files only"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("/dev/null is not a regular file"), "{e}");
 }
 
 // --- the Server Pixels example ---

@@ -829,14 +829,19 @@ impl Pacer {
     }
 
     /// When event number `n` is due; moves the schedule forward if it has
-    /// fallen more than [`MAX_CATCH_UP`] behind.
+    /// fallen more than one second behind.
     pub fn due(&mut self, n: u64) -> Instant {
+        self.due_at(n, Instant::now())
+    }
+
+    /// [`due`](Self::due), seen at `now`.
+    pub fn due_at(&mut self, n: u64, now: Instant) -> Instant {
         let after = Duration::try_from_secs_f64(n as f64 / self.rate).unwrap_or(Duration::MAX);
         let Some(due) = self.start.checked_add(after) else {
             // Beyond what the clock can represent: never, in practice.
-            return Instant::now() + Duration::from_secs(3600);
+            return now + Duration::from_secs(3600);
         };
-        let behind = Instant::now().saturating_duration_since(due);
+        let behind = now.saturating_duration_since(due);
         if behind > MAX_CATCH_UP {
             let shift = behind - MAX_CATCH_UP;
             self.start += shift;
@@ -1452,6 +1457,32 @@ mod tests {
         generator.commit(&[(0, 41)]).unwrap();
         assert_eq!(log.last(), vec![(0, 41)]);
         assert_eq!(log.committed(0), Some(41));
+    }
+
+    #[test]
+    fn a_pacer_spaces_events_by_the_rate() {
+        let mut pacer = Pacer::new(100.0);
+        let start = pacer.start;
+        assert_eq!(pacer.due_at(0, start), start);
+        assert_eq!(pacer.due_at(50, start), start + Duration::from_millis(500));
+        // Seen late, but within the catch-up: the schedule holds.
+        let late = start + Duration::from_millis(900);
+        assert_eq!(pacer.due_at(10, late), start + Duration::from_millis(100));
+        assert_eq!(pacer.start, start);
+    }
+
+    #[test]
+    fn a_pacer_far_behind_catches_up_one_second_at_most() {
+        let mut pacer = Pacer::new(1000.0);
+        let start = pacer.start;
+        // As if the reader had stalled the writer for an hour.
+        let now = start + Duration::from_secs(3600);
+        assert_eq!(pacer.due_at(1, now), now - MAX_CATCH_UP);
+        // The next events follow the moved schedule.
+        assert_eq!(
+            pacer.due_at(2, now),
+            now - MAX_CATCH_UP + Duration::from_millis(1)
+        );
     }
 
     #[test]

@@ -82,17 +82,29 @@ impl fmt::Display for Target {
     }
 }
 
+/// What `crew top` asks for: the OpenMetrics text the admin server serves,
+/// or the Prometheus text format; `prometheus-parse` reads both.
+const ACCEPT: &str = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+
 /// GETs `target` and returns the body of a 200 response; fails on any other
-/// status, and when the whole exchange takes longer than `timeout`.
+/// status, and when the whole exchange (connecting included) takes longer
+/// than `timeout`.
 pub fn get(target: &Target, timeout: Duration) -> anyhow::Result<String> {
     let deadline = Instant::now() + timeout;
+    let within = humantime::format_duration(timeout);
     let addrs = (target.host.as_str(), target.port)
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {}", target.host))?;
     let mut last_error = None;
     let mut stream = None;
+    // One deadline for all the addresses: a host resolving to several
+    // unreachable ones still fails within `timeout`.
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
             Ok(connected) => {
                 stream = Some(connected);
                 break;
@@ -102,52 +114,125 @@ pub fn get(target: &Target, timeout: Duration) -> anyhow::Result<String> {
     }
     let mut stream = match (stream, last_error) {
         (Some(stream), _) => stream,
-        (None, Some(error)) => return Err(error.into()),
+        (None, Some(error)) if timed_out(&error) => {
+            bail!("cannot connect within {within}")
+        }
+        (None, Some(error)) => return Err(error).context("cannot connect"),
         (None, None) => bail!("{} resolves to no address", target.host),
     };
-    stream.set_write_timeout(Some(timeout))?;
     let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/plain;version=0.0.4\r\nUser-Agent: crew-top/{}\r\nConnection: close\r\n\r\n",
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: {ACCEPT}\r\nUser-Agent: crew-top/{}\r\nConnection: close\r\n\r\n",
         target.path,
         target.host_header(),
         env!("CARGO_PKG_VERSION"),
     );
-    stream.write_all(request.as_bytes())?;
-    let response = read_response(&mut stream, deadline)?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        bail!("cannot connect within {within}");
+    }
+    stream.set_write_timeout(Some(left))?;
+    match stream.write_all(request.as_bytes()) {
+        Err(error) if timed_out(&error) => bail!("cannot send the request within {within}"),
+        result => result.context("sending the request")?,
+    }
+    let response = read_response(&mut stream, deadline, &within)?;
     parse_response(&response)
 }
 
+/// Whether an I/O error is a socket timeout: `WouldBlock` on Unix
+/// (EAGAIN), `TimedOut` elsewhere.
+fn timed_out(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 /// Reads until the server closes, or the body's `Content-Length` is in.
-fn read_response(stream: &mut TcpStream, deadline: Instant) -> anyhow::Result<Vec<u8>> {
-    let mut response = Vec::with_capacity(64 << 10);
+/// `within` is the timeout as the error message says it.
+fn read_response(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    within: &impl fmt::Display,
+) -> anyhow::Result<Vec<u8>> {
+    let mut response = Incoming::default();
     let mut chunk = vec![0u8; 64 << 10];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            bail!("no complete response in time");
+            bail!("{}", response.too_slow(within));
         }
         stream.set_read_timeout(Some(left))?;
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) if timed_out(&error) => bail!("{}", response.too_slow(within)),
             Err(error) => return Err(error).context("reading the response"),
         };
         if n == 0 {
-            return Ok(response);
+            return Ok(response.bytes);
         }
-        response.extend_from_slice(&chunk[..n]);
-        if response.len() > MAX_RESPONSE {
+        if response.push(&chunk[..n])? {
+            return Ok(response.bytes);
+        }
+    }
+}
+
+/// A response as it comes in, with what is known of it so far.
+#[derive(Default)]
+struct Incoming {
+    bytes: Vec<u8>,
+    /// Where the search for the end of the head goes on: the bytes before
+    /// it hold no `\r\n\r\n`, so each byte is looked at about once instead of
+    /// once a read.
+    search_from: usize,
+    /// Once the head is in: where the body starts, and its length if the
+    /// head gives one.
+    head: Option<(usize, Option<usize>)>,
+    /// Bytes looked at while searching for the end of the head, for the
+    /// test that the search is linear.
+    searched: usize,
+}
+
+impl Incoming {
+    /// Appends what was read; true once the response is complete by its
+    /// `Content-Length`.
+    fn push(&mut self, data: &[u8]) -> anyhow::Result<bool> {
+        self.bytes.extend_from_slice(data);
+        if self.bytes.len() > MAX_RESPONSE {
             bail!("the response is over {} MiB", MAX_RESPONSE >> 20);
         }
-        if let Some(Head {
-            body_at,
-            content_length: Some(length),
-            ..
-        }) = head(&response)?
-        {
-            if response.len() >= body_at + length {
-                return Ok(response);
+        if self.head.is_none() {
+            let window = &self.bytes[self.search_from..];
+            self.searched += window.len();
+            match window.windows(4).position(|w| w == b"\r\n\r\n") {
+                Some(at) => {
+                    // Parsed once: the first `\r\n\r\n` is the one just found.
+                    let end = self.search_from + at;
+                    let head = head(&self.bytes[..end + 4])?
+                        .context("the end of the head, not found again")?;
+                    self.head = Some((head.body_at, head.content_length));
+                }
+                // The last 3 bytes may be the start of the `\r\n\r\n`.
+                None => self.search_from = self.bytes.len().saturating_sub(3),
             }
+        }
+        Ok(match self.head {
+            // `head` refused lengths over MAX_RESPONSE: the sum is small.
+            Some((body_at, Some(length))) => self.bytes.len() >= body_at + length,
+            _ => false,
+        })
+    }
+
+    /// Why the response is late, for the error.
+    fn too_slow(&self, within: &impl fmt::Display) -> String {
+        if self.bytes.is_empty() {
+            format!("no response within {within}")
+        } else {
+            format!(
+                "no complete response within {within} ({} bytes in)",
+                self.bytes.len()
+            )
         }
     }
 }
@@ -193,11 +278,16 @@ fn head(response: &[u8]) -> anyhow::Result<Option<Head>> {
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            head.content_length = Some(
-                value
-                    .parse()
-                    .with_context(|| format!("a bad Content-Length: `{value}`"))?,
-            );
+            let length: u64 = value
+                .parse()
+                .with_context(|| format!("a bad Content-Length: `{value}`"))?;
+            match usize::try_from(length) {
+                Ok(length) if length <= MAX_RESPONSE => head.content_length = Some(length),
+                _ => bail!(
+                    "a Content-Length of {length} bytes, over the {} MiB a crew's metrics can be",
+                    MAX_RESPONSE >> 20
+                ),
+            }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             head.chunked = value.to_ascii_lowercase().contains("chunked");
         }
@@ -250,11 +340,20 @@ fn dechunk(mut body: &[u8]) -> anyhow::Result<Vec<u8>> {
         if size == 0 {
             return Ok(out);
         }
-        if body.len() < size + 2 {
-            bail!("a chunked body cut short");
+        // `size` comes from the server: compared without adding to it, so
+        // `ffffffffffffffff` is an error, not an overflow.
+        if size > body.len() || body.len() - size < 2 {
+            bail!(
+                "a chunked body cut short (a chunk of {size} bytes, {} left)",
+                body.len()
+            );
         }
-        out.extend_from_slice(&body[..size]);
-        body = &body[size + 2..];
+        let (data, rest) = body.split_at(size);
+        if !rest.starts_with(b"\r\n") {
+            bail!("a malformed chunked body: no CRLF after a chunk of {size} bytes");
+        }
+        out.extend_from_slice(data);
+        body = &rest[2..];
     }
 }
 
@@ -331,5 +430,72 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(error.contains("cut short"), "{error}");
+    }
+
+    #[test]
+    fn a_huge_chunk_size_is_an_error_not_an_overflow() {
+        let response =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc\r\n0\r\n\r\n";
+        let error = parse_response(response).unwrap_err().to_string();
+        assert!(error.contains("cut short"), "{error}");
+        let error = dechunk(b"fffffffffffffffe\r\n").unwrap_err().to_string();
+        assert!(error.contains("cut short"), "{error}");
+        // The data must end with CRLF where the size says.
+        let error = dechunk(b"2\r\nabc\r\n0\r\n\r\n").unwrap_err().to_string();
+        assert!(error.contains("no CRLF"), "{error}");
+    }
+
+    #[test]
+    fn a_content_length_over_the_limit_is_refused() {
+        for length in [u64::MAX.to_string(), (MAX_RESPONSE + 1).to_string()] {
+            let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\nabc");
+            let error = parse_response(response.as_bytes()).unwrap_err().to_string();
+            assert!(error.contains("Content-Length of"), "{error}");
+            // While reading too, before waiting for a body that big.
+            let mut incoming = Incoming::default();
+            let error = incoming.push(response.as_bytes()).unwrap_err().to_string();
+            assert!(error.contains("Content-Length of"), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_head_is_found_across_reads_looking_at_each_byte_about_once() {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nX-Padding: {}\r\ncontent-length: 5\r\n\r\nhello",
+            "x".repeat(10_000)
+        );
+        let bytes = response.as_bytes();
+        let mut incoming = Incoming::default();
+        let mut pushes = 0;
+        let mut complete = false;
+        for byte in bytes.chunks(1) {
+            assert!(!complete, "complete before the last byte");
+            complete = incoming.push(byte).unwrap();
+            pushes += 1;
+        }
+        assert!(complete);
+        assert_eq!(incoming.head, Some((bytes.len() - 5, Some(5))));
+        // Each read adds its bytes and the 3 kept back from the one before;
+        // searching all that was in at each read would be ~50 million.
+        assert!(
+            incoming.searched <= bytes.len() + 3 * pushes,
+            "{} bytes searched for a {}-byte head",
+            incoming.searched,
+            bytes.len()
+        );
+        assert_eq!(parse_response(&incoming.bytes).unwrap(), "hello");
+    }
+
+    #[test]
+    fn an_incomplete_response_says_how_far_it_got() {
+        let mut incoming = Incoming::default();
+        assert_eq!(incoming.too_slow(&"5s"), "no response within 5s");
+        assert!(!incoming
+            .push(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nabc")
+            .unwrap());
+        assert_eq!(
+            incoming.too_slow(&"5s"),
+            "no complete response within 5s (41 bytes in)"
+        );
     }
 }

@@ -66,6 +66,10 @@ pub fn table(out: &mut String, table: &Table) {
         let cells: Vec<&str> = row.iter().take(columns).map(|c| c.text.as_str()).collect();
         line(cells);
     }
+    if let Some(legend) = table.legend {
+        out.push_str(legend);
+        out.push('\n');
+    }
 }
 
 #[cfg(test)]
@@ -73,7 +77,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::super::metrics::{tests::canned, Metrics};
-    use super::super::view::{Cell, Scraped};
+    use super::super::view::{Cell, Scraped, COMMITTED_LEGEND};
     use super::*;
 
     #[test]
@@ -85,13 +89,17 @@ mod tests {
                 title: "T",
                 left: 1,
                 header: vec!["NAME", "N"],
+                legend: Some("N: a number"),
                 rows: vec![
                     vec![Cell::from("a".to_owned()), Cell::from("1234".to_owned())],
                     vec![Cell::from("µs-long".to_owned()), Cell::from("5".to_owned())],
                 ],
             },
         );
-        assert_eq!(out, "NAME        N\na        1234\nµs-long     5\n");
+        assert_eq!(
+            out,
+            "NAME        N\na        1234\nµs-long     5\nN: a number\n"
+        );
     }
 
     #[test]
@@ -127,5 +135,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("sink retries 2"), "{text}");
+        let header = row("PARTITION");
+        assert_eq!(header.last().map(String::as_str), Some("COMMITTED/S"));
+        assert!(text.contains(COMMITTED_LEGEND), "{text}");
     }
 }

@@ -162,8 +162,8 @@ fn draw(frame: &mut Frame, state: &State) {
     let [head, top, stages_area, pools_area, bottom, foot] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(7),
-        Constraint::Length(stages.rows.len().max(1) as u16 + 3),
-        Constraint::Length(pools.rows.len().max(1) as u16 + 3),
+        Constraint::Length(rows_height(&stages)),
+        Constraint::Length(rows_height(&pools)),
         // What is left: the fixed parts above are drawn first.
         Constraint::Fill(1),
         Constraint::Length(1),
@@ -327,23 +327,41 @@ fn render_table(frame: &mut Frame, area: Rect, table: &view::Table, title: &str)
     if rows.is_empty() {
         rows.push(Row::new([Cell::from(Line::from("(none)").dim())]));
     }
-    let widget = Table::new(rows, widths.into_iter().map(Constraint::Length))
+    // No column wider than the box: a huge label takes what there is.
+    let widths = widths
+        .into_iter()
+        .map(|w| Constraint::Length(w.min(area.width)));
+    let mut block = titled(title.to_owned());
+    if let Some(legend) = table.legend {
+        block = block.title_bottom(Line::from(format!(" {legend} ")).dim());
+    }
+    let widget = Table::new(rows, widths)
         .header(header)
         .column_spacing(COLUMN_SPACING)
-        .block(titled(title.to_owned()));
+        .block(block);
     frame.render_widget(widget, area);
+}
+
+/// A table's box height: its rows (one at least, for `(none)`), the header
+/// and the two borders; a screen is never that tall, so it saturates.
+fn rows_height(table: &view::Table) -> u16 {
+    u16::try_from(table.rows.len().max(1))
+        .unwrap_or(u16::MAX)
+        .saturating_add(3)
+}
+
+/// Characters of `text`, as a terminal width (saturating: a label longer
+/// than any terminal is as wide as one can get).
+fn width(text: &str) -> u16 {
+    u16::try_from(text.chars().count()).unwrap_or(u16::MAX)
 }
 
 /// Each column as wide as its widest cell or header.
 fn column_widths(table: &view::Table) -> Vec<u16> {
-    let mut widths: Vec<u16> = table
-        .header
-        .iter()
-        .map(|h| h.chars().count() as u16)
-        .collect();
+    let mut widths: Vec<u16> = table.header.iter().map(|h| width(h)).collect();
     for row in &table.rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.text.chars().count() as u16);
+        for (column, cell) in widths.iter_mut().zip(row) {
+            *column = (*column).max(width(&cell.text));
         }
     }
     widths
@@ -352,7 +370,12 @@ fn column_widths(table: &view::Table) -> Vec<u16> {
 /// The width of a table's columns and the spaces between them.
 fn table_width(table: &view::Table) -> u16 {
     let widths = column_widths(table);
-    widths.iter().sum::<u16>() + COLUMN_SPACING * (widths.len() as u16).saturating_sub(1)
+    let spaces = COLUMN_SPACING.saturating_mul(u16::try_from(widths.len()).unwrap_or(u16::MAX));
+    widths
+        .iter()
+        .fold(spaces.saturating_sub(COLUMN_SPACING), |sum, w| {
+            sum.saturating_add(*w)
+        })
 }
 
 #[cfg(test)]
@@ -436,6 +459,47 @@ mod tests {
         assert!(screen.contains("scrape failed"), "{screen}");
         assert!(screen.contains("connection refused"), "{screen}");
         assert!(screen.contains("Stages"), "{screen}");
+    }
+
+    #[test]
+    fn a_label_longer_than_any_screen_is_drawn_without_overflow() {
+        // A pool and stage name of 65,530 characters: the columns' widths
+        // added up pass u16::MAX.
+        let huge = "x".repeat(65_530);
+        let mut state = state();
+        let t0 = Instant::now();
+        for (k, at) in [(1.0, t0), (2.0, t0 + Duration::from_secs(1))] {
+            state.update(Ok(Scraped {
+                at,
+                metrics: Metrics::parse(&canned(k).replace("parse_json", &huge)),
+            }));
+        }
+        let view = state.view.as_ref().expect("a view");
+        assert_eq!(view.pools[0].name, huge);
+        assert_eq!(table_width(&view.pools_table(0)), u16::MAX);
+        // Small screens draw too (what fits of them).
+        for (width, height) in [(20, 5), (1, 1)] {
+            screen(&state, width, height);
+        }
+        let screen = screen(&state, 140, 40);
+        for expected in ["xxxxxxxxxx", "Stages", "Pools", "Partitions", "q/Esc quit"] {
+            assert!(screen.contains(expected), "no `{expected}` in\n{screen}");
+        }
+    }
+
+    #[test]
+    fn the_partitions_box_explains_its_rate_column() {
+        let mut state = state();
+        state.update(Ok(Scraped {
+            at: Instant::now(),
+            metrics: Metrics::parse(&canned(1.0)),
+        }));
+        let screen = screen(&state, 140, 40);
+        assert!(screen.contains("COMMITTED/S"), "{screen}");
+        assert!(
+            screen.contains(view::COMMITTED_LEGEND),
+            "no legend in\n{screen}"
+        );
     }
 
     #[test]

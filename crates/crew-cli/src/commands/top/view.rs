@@ -141,7 +141,8 @@ pub struct View {
     pub other_pipelines: Vec<String>,
     /// crew's version, from `crew_build_info`.
     pub version: Option<String>,
-    /// `ready`, `starting`, `draining`, or `unknown`.
+    /// `ready`, `draining`, `not ready` (starting or over: the metrics do
+    /// not say which), or `unknown` (no such gauges).
     pub state: &'static str,
     /// Seconds since the run started.
     pub uptime: Option<f64>,
@@ -222,6 +223,19 @@ impl Pair<'_> {
     }
 }
 
+/// The run's state from its two gauges. Ready 0 and draining 0 is a run
+/// still connecting its source, or one that is over (docs/metrics.md: ready
+/// is 1 only while running, draining only while draining): the gauges
+/// cannot tell which, so it shows as `not ready`, not as a guess.
+fn state(ready: Option<f64>, draining: Option<f64>) -> &'static str {
+    match (ready, draining) {
+        (_, Some(draining)) if draining > 0.0 => "draining",
+        (Some(ready), _) if ready > 0.0 => "ready",
+        (Some(_), _) => "not ready",
+        _ => "unknown",
+    }
+}
+
 /// The increase per second of a counter, Prometheus's way: a counter that
 /// went down was reset (a restart) and counted from 0 since.
 pub fn rate(now: f64, before: f64, seconds: f64) -> f64 {
@@ -264,15 +278,10 @@ impl View {
         };
         let m = pair.now;
 
-        let state = match (
+        let state = state(
             m.sum("crew_pipeline_ready"),
             m.sum("crew_pipeline_draining"),
-        ) {
-            (_, Some(draining)) if draining > 0.0 => "draining",
-            (Some(ready), _) if ready > 0.0 => "ready",
-            (Some(_), _) => "starting",
-            _ => "unknown",
-        };
+        );
 
         let events = vec![
             pair.counted("read", "crew_events_read_total", None),
@@ -397,6 +406,11 @@ impl View {
     }
 }
 
+/// The partitions table's rate column: offsets, not commits, and in the
+/// source's unit.
+pub const COMMITTED_LEGEND: &str =
+    "COMMITTED/S: offsets committed per second (events, or bytes for a file)";
+
 /// A cell's text for a missing value.
 pub const NONE: &str = "-";
 
@@ -438,24 +452,34 @@ pub fn offset(value: Option<f64>) -> String {
     value.map_or_else(|| NONE.to_owned(), |v| format!("{v:.0}"))
 }
 
-/// A duration in seconds, in µs, ms or s.
+/// A duration in seconds, in µs, ms, s, or minutes and seconds. The unit is
+/// picked by the value as it will be printed, so 119.7 s is `2m00s`, not
+/// `1m60s`, and 999.7 µs is `1.00ms`, not `1000µs`.
 pub fn seconds(value: Option<f64>) -> String {
     let Some(s) = value else {
         return NONE.to_owned();
     };
-    let ms = s * 1e3;
-    if s >= 60.0 {
-        format!("{:.0}m{:02.0}s", (s / 60.0).floor(), s % 60.0)
-    } else if s >= 1.0 {
-        format!("{s:.2}s")
-    } else if ms >= 100.0 {
-        format!("{ms:.0}ms")
-    } else if ms >= 10.0 {
-        format!("{ms:.1}ms")
-    } else if ms >= 1.0 {
+    // `v` rounded to `digits` decimals stays under `limit`.
+    let under = |v: f64, digits: i32, limit: f64| {
+        let scale = 10f64.powi(digits);
+        (v * scale).round() < limit * scale
+    };
+    let (us, ms) = (s * 1e6, s * 1e3);
+    if under(us, 0, 1000.0) {
+        format!("{us:.0}µs")
+    } else if under(ms, 2, 10.0) {
         format!("{ms:.2}ms")
+    } else if under(ms, 1, 100.0) {
+        format!("{ms:.1}ms")
+    } else if under(ms, 0, 1000.0) {
+        format!("{ms:.0}ms")
+    } else if under(s, 2, 60.0) {
+        format!("{s:.2}s")
     } else {
-        format!("{:.0}µs", s * 1e6)
+        // Rounded to whole seconds first, then split: 119.7 s is 120 s.
+        let whole = s.round();
+        let minutes = (whole / 60.0).floor();
+        format!("{minutes:.0}m{:02.0}s", whole - minutes * 60.0)
     }
 }
 
@@ -508,6 +532,8 @@ pub struct Table {
     pub left: usize,
     /// Column names.
     pub header: Vec<&'static str>,
+    /// What a column name alone does not say, shown with the table.
+    pub legend: Option<&'static str>,
     /// Cells, one `Vec` a row.
     pub rows: Vec<Vec<Cell>>,
 }
@@ -550,6 +576,7 @@ impl View {
     pub fn events_table(&self) -> Table {
         Table {
             title: "EVENTS",
+            legend: None,
             left: 1,
             header: vec!["EVENTS", "TOTAL", "PER SEC"],
             rows: self
@@ -564,6 +591,7 @@ impl View {
     pub fn stages_table(&self) -> Table {
         Table {
             title: "STAGES",
+            legend: None,
             left: 1,
             header: vec![
                 "STAGE", "IN/S", "OUT/S", "IN", "OUT", "DROPPED", "ERRORS", "RETRIES", "P99",
@@ -594,6 +622,7 @@ impl View {
         let q = |q: &Option<Quantiles>, pick: fn(&Quantiles) -> f64| seconds(q.as_ref().map(pick));
         Table {
             title: "POOLS",
+            legend: None,
             left: 1,
             header: vec![
                 "POOL", "BUSY", "QUEUE", "JOBS/S", "PANICS", "WAIT P50", "P95", "P99", "RUN P50",
@@ -629,7 +658,8 @@ impl View {
         Table {
             title: "PARTITIONS",
             left: 1,
-            header: vec!["PARTITION", "END", "COMMITTED", "LAG", "COMMITS/S"],
+            header: vec!["PARTITION", "END", "COMMITTED", "LAG", "COMMITTED/S"],
+            legend: Some(COMMITTED_LEGEND),
             rows: self
                 .partitions
                 .iter()
@@ -650,6 +680,7 @@ impl View {
     pub fn reasons_table(&self) -> Table {
         Table {
             title: "REASONS",
+            legend: None,
             left: 2,
             header: vec!["OUTCOME", "REASON", "TOTAL", "PER SEC"],
             rows: self
@@ -848,6 +879,40 @@ mod tests {
     }
 
     #[test]
+    fn the_state_guesses_nothing_the_gauges_do_not_say() {
+        assert_eq!(state(Some(1.0), Some(0.0)), "ready");
+        assert_eq!(state(Some(0.0), Some(1.0)), "draining");
+        assert_eq!(state(None, Some(1.0)), "draining");
+        // Connecting, or over: the same gauges.
+        assert_eq!(state(Some(0.0), Some(0.0)), "not ready");
+        assert_eq!(state(Some(0.0), None), "not ready");
+        assert_eq!(state(None, None), "unknown");
+        let view = View::build(
+            "u",
+            None,
+            None,
+            &Scraped {
+                at: Instant::now(),
+                metrics: Metrics::parse(&canned(1.0).replace(
+                    "crew_pipeline_ready{pipeline=\"pixels\"} 1",
+                    "crew_pipeline_ready{pipeline=\"pixels\"} 0",
+                )),
+            },
+        )
+        .unwrap();
+        assert_eq!(view.state, "not ready");
+        assert!(view.headline(true).contains(" · not ready · "));
+    }
+
+    #[test]
+    fn the_partitions_rate_is_named_for_offsets() {
+        let view = View::build("u", None, None, &scraped(1.0, Instant::now())).unwrap();
+        let table = view.partitions_table();
+        assert_eq!(table.header.last(), Some(&"COMMITTED/S"));
+        assert!(table.legend.is_some_and(|l| l.starts_with("COMMITTED/S: ")));
+    }
+
+    #[test]
     fn rates_survive_a_restart() {
         assert_eq!(rate(30.0, 10.0, 2.0), 10.0);
         // The counter went from 1000 to 30: a restart, 30 since.
@@ -881,6 +946,16 @@ mod tests {
         assert_eq!(seconds(Some(0.125)), "125ms");
         assert_eq!(seconds(Some(2.5)), "2.50s");
         assert_eq!(seconds(Some(65.0)), "1m05s");
+        // Rounded first, then split into units.
+        assert_eq!(seconds(Some(119.7)), "2m00s");
+        assert_eq!(seconds(Some(59.999)), "1m00s");
+        assert_eq!(seconds(Some(59.99)), "59.99s");
+        assert_eq!(seconds(Some(0.999_7)), "1.00s");
+        assert_eq!(seconds(Some(0.099_96)), "100ms");
+        assert_eq!(seconds(Some(0.009_996)), "10.0ms");
+        assert_eq!(seconds(Some(0.000_999_7)), "1.00ms");
+        assert_eq!(seconds(Some(0.0)), "0µs");
+        assert_eq!(seconds(Some(7322.4)), "122m02s");
         assert_eq!(bytes(Some(6500.0)), "6.3 KiB");
         assert_eq!(bytes(Some(10.0)), "10 B");
         assert_eq!(uptime(Some(3723.0)), "1h 02m");
