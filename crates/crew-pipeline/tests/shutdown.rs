@@ -440,3 +440,26 @@ fn a_sink_stuck_for_good_does_not_keep_a_stop_from_ending_the_run() {
     // Nothing was acked after the stuck write, so nothing past it committed.
     assert_eq!(report.delivered, 0, "{report:#?}");
 }
+
+/// Settings built in code are not bounded like the config file's: a drain
+/// timeout, commit interval and linger of "forever" must not overflow the
+/// clock.
+#[test]
+fn durations_too_long_for_the_clock_do_not_panic() {
+    let mut s = settings(2);
+    s.drain_timeout = Duration::MAX;
+    s.commit_interval = Duration::MAX;
+    s.batch.linger = Duration::MAX;
+    s.flush_interval = Duration::from_millis(1);
+    let source = MemSource::new((0..100).map(|o| Spec::new(0, o, format!("{{\"n\":{o}}}"))));
+    let (sink, store) = CollectingSink::new();
+    let (dead, _) = DeadLetterSink::new();
+    let keep = |_: &mut Event| -> Result<Outcome, StageError> { Ok(Outcome::Keep) };
+    let pipeline = common::one_stage_pipeline(s, source, "keep", keep, sink, dead);
+    let running = start(pipeline);
+    running.handle.shutdown();
+    let report = running.wait();
+    check_invariant(&report);
+    assert_eq!(report.stopped_by, StopCause::Requested);
+    assert!(lock(&store).origins().len() as u64 >= report.delivered);
+}

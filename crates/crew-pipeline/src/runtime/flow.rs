@@ -150,7 +150,10 @@ impl Flow {
     /// time plus the drain timeout, or sooner for a stop that skips the
     /// drain.
     pub fn drain_deadline(&self, state: &FlowState) -> Option<Instant> {
-        let requested = state.stop_requested_at.map(|at| at + self.drain_timeout);
+        // A timeout too long for the clock means no deadline, not a panic.
+        let requested = state
+            .stop_requested_at
+            .and_then(|at| at.checked_add(self.drain_timeout));
         match (requested, state.drain_deadline_override) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -197,7 +197,7 @@ impl Pipeline {
                     // at start is not a reason to exit under a supervisor.
                     let state = self.flow.lock();
                     if stop_cause(&state).is_none() {
-                        let wake = Instant::now() + retry.backoff(attempts);
+                        let wake = far_or(Instant::now(), retry.backoff(attempts));
                         drop(self.flow.wait(state, Some(wake)));
                     }
                 }
@@ -243,10 +243,10 @@ impl Pipeline {
                 // The budget is used up: an ack will free some and wake us.
                 // Return after one wait either way, so commits go on while
                 // the sink is slow.
-                drop(
-                    self.flow
-                        .wait(state, Some(Instant::now() + self.settings.commit_interval)),
-                );
+                drop(self.flow.wait(
+                    state,
+                    Some(far_or(Instant::now(), self.settings.commit_interval)),
+                ));
                 return Step::Read;
             }
             (
@@ -258,7 +258,7 @@ impl Pipeline {
         let mut batch = ReadBatch::new(
             max_events,
             max_bytes,
-            Instant::now() + batch_limits.linger,
+            far_or(Instant::now(), batch_limits.linger),
             Box::new(move |partition| flow.lock().marks.room(partition)),
         );
         let status = match self.read_with_retry(&mut batch) {
@@ -277,10 +277,10 @@ impl Pipeline {
                 // Wait for an ack to free partition room.
                 let state = self.flow.lock();
                 if stop_cause(&state).is_none() {
-                    drop(
-                        self.flow
-                            .wait(state, Some(Instant::now() + self.settings.commit_interval)),
-                    );
+                    drop(self.flow.wait(
+                        state,
+                        Some(far_or(Instant::now(), self.settings.commit_interval)),
+                    ));
                 }
                 Step::Read
             }
@@ -303,7 +303,7 @@ impl Pipeline {
                     }
                     drop(
                         self.flow
-                            .wait(state, Some(Instant::now() + retry.backoff(attempts))),
+                            .wait(state, Some(far_or(Instant::now(), retry.backoff(attempts)))),
                     );
                 }
                 Err(error) => {
@@ -358,7 +358,7 @@ impl Pipeline {
         // have been blocked a while before it got here); the drain's own from
         // now. Whichever comes first holds: a stop asked for during a drain
         // must not make it longer.
-        let drain_deadline = Instant::now() + self.settings.drain_timeout;
+        let drain_deadline = far_or(Instant::now(), self.settings.drain_timeout);
         loop {
             self.pump_lanes();
             let state = self.flow.lock();
@@ -370,7 +370,7 @@ impl Pipeline {
             {
                 return;
             }
-            let next_commit = *last_commit + self.settings.commit_interval;
+            let next_commit = far_or(*last_commit, self.settings.commit_interval);
             drop(self.flow.wait(state, Some(deadline.min(next_commit))));
             if last_commit.elapsed() >= self.settings.commit_interval {
                 *last_commit = Instant::now();
@@ -434,6 +434,14 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// `from + after`, or a year from `from` when the sum is past what the clock
+/// can hold: a drain timeout of "forever" must not panic.
+fn far_or(from: Instant, after: Duration) -> Instant {
+    from.checked_add(after)
+        .or_else(|| from.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(from)
 }
 
 fn stop_cause(state: &FlowState) -> Option<StopCause> {
