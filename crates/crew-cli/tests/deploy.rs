@@ -4,12 +4,16 @@
 //! well-formed, and the alert rules and their unit tests agree.
 //! deploy/check.sh adds promtool's own checks.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
+
+use common::documented_in;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -25,23 +29,6 @@ fn documented() -> BTreeMap<String, String> {
     let names = documented_in(&read("docs/metrics.md"));
     assert!(names.len() > 10, "docs/metrics.md lists {names:?}");
     names
-}
-
-/// The metric table rows of a docs/metrics.md text, name to type: what
-/// deploy/check.sh's awk reads too.
-fn documented_in(docs: &str) -> BTreeMap<String, String> {
-    docs.lines()
-        .filter_map(|line| {
-            let mut cells = line.strip_prefix('|')?.split('|');
-            let name = cells.next()?.trim().strip_prefix('`')?.strip_suffix('`')?;
-            let kind = cells.next()?.trim();
-            let valid = name.starts_with("crew_")
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            valid.then(|| (name.to_owned(), kind.to_owned()))
-        })
-        .collect()
 }
 
 /// Every `crew_[a-z0-9_]+` in `text`.

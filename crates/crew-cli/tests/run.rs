@@ -20,8 +20,25 @@ use std::time::{Duration, Instant};
 
 use crew_pipeline::sources::{GeneratorConfig, PixelsEvents};
 
+mod common;
+
 /// The longest any wait in these tests may take before it fails.
 const GUARD: Duration = Duration::from_secs(120);
+
+/// Asks `probe` until it answers `Ok`, failing with its last `Err` (what it
+/// saw) after [`GUARD`]. A condition poll, not a timed wait: it ends on the
+/// answer, whatever the machine's load; the pause only spares the CPU.
+#[track_caller]
+fn poll_until<T>(mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        match probe() {
+            Ok(answer) => return answer,
+            Err(seen) if Instant::now() >= deadline => panic!("HANG: {seen}"),
+            Err(_) => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -150,6 +167,11 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
     let (status, body) = get(addr, "/metrics");
     assert_eq!(status, 200, "{body}");
+    samples_of(&body)
+}
+
+/// The samples of a `/metrics` body, as [`scrape`] returns them.
+fn samples_of(body: &str) -> BTreeMap<String, f64> {
     let lines = body.lines().map(|line| Ok(line.to_owned()));
     let parsed = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
     let mut samples = BTreeMap::new();
@@ -328,9 +350,8 @@ fn metrics_scraped_mid_run_parse_and_match_the_summary() {
 
     // Wait until every line written is finished, as /metrics tells it. Each
     // scrape on the way must see every counter at or above the last one's.
-    let deadline = Instant::now() + GUARD;
     let mut previous: BTreeMap<String, f64> = BTreeMap::new();
-    let samples = loop {
+    let samples = poll_until(|| {
         let samples = scrape(admin);
         for (key, value) in &samples {
             let counter = key.contains("_total{") || key.contains("_count{");
@@ -349,15 +370,11 @@ fn metrics_scraped_mid_run_parse_and_match_the_summary() {
                 .map(|(_, v)| *v as u64)
                 .sum::<u64>();
         if finished == 3_000 {
-            break samples;
+            Ok(samples)
+        } else {
+            Err(format!("{finished} of 3000 finished: {samples:#?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "HANG: {finished} of 3000 finished: {samples:#?}"
-        );
-        // A condition poll, not a timed wait: the loop ends on the count.
-        thread::sleep(Duration::from_millis(20));
-    };
+    });
     // The stdin source is connected and reading: ready.
     assert_eq!(get(admin, "/ready").0, 200);
     assert_eq!(value(&samples, "crew_events_read_total{}"), 3_000);
@@ -596,26 +613,20 @@ fn a_second_signal_stops_at_once_and_abandoned_events_are_read_again() {
     // full. Wait until the budget is full too (200 events in flight): the
     // source is then held back, and as none of those events can be flushed,
     // the drain cannot finish; only the second signal ends the run.
-    let deadline = Instant::now() + GUARD;
-    while value(&scrape(run.admin()), "crew_events_in_flight{}") < 200 {
-        assert!(Instant::now() < deadline, "HANG: the budget never filled");
-        // A condition poll, not a timed wait: the loop ends on the gauge.
-        thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(
+        || match value(&scrape(run.admin()), "crew_events_in_flight{}") {
+            200.. => Ok(()),
+            in_flight => Err(format!("the budget never filled: {in_flight} in flight")),
+        },
+    );
     run.signal(libc::SIGTERM);
     // Pending signals of one kind merge into one, so the second is sent only
     // once the first has been handled: the pipeline says it is draining.
-    let deadline = Instant::now() + GUARD;
-    loop {
-        let (status, body) = get(run.admin(), "/ready");
-        if body == "draining\n" {
-            assert_eq!(status, 503);
-            break;
-        }
-        assert!(Instant::now() < deadline, "HANG: never draining: {body}");
-        // A condition poll, not a timed wait: the loop ends on the answer.
-        thread::sleep(Duration::from_millis(20));
-    }
+    let status = poll_until(|| match get(run.admin(), "/ready") {
+        (status, body) if body == "draining\n" => Ok(status),
+        (_, body) => Err(format!("never draining: {body}")),
+    });
+    assert_eq!(status, 503);
     assert_eq!(value(&scrape(run.admin()), "crew_pipeline_draining{}"), 1);
     run.signal(libc::SIGTERM);
     let (status, stdout, stderr) = run.finish();
@@ -651,12 +662,7 @@ fn a_second_signal_stops_at_once_and_abandoned_events_are_read_again() {
 /// The metric names docs/metrics.md lists (the first column of its tables).
 fn documented_metrics() -> BTreeSet<String> {
     let docs = fs::read_to_string(workspace().join("docs/metrics.md")).unwrap();
-    docs.lines()
-        .filter_map(|line| line.strip_prefix("| `"))
-        .filter_map(|rest| rest.split_once('`'))
-        .map(|(name, _)| name.to_owned())
-        .filter(|name| name.starts_with("crew_"))
-        .collect()
+    common::documented_in(&docs).into_keys().collect()
 }
 
 /// The metric names a scrape holds, histograms by their family name.
@@ -699,22 +705,19 @@ fn the_exporter_serves_exactly_the_metrics_docs_metrics_md_lists() {
     );
     // Some series appear only once there is something to say (a drop reason,
     // a commit): wait for every documented name, then compare both ways.
-    let deadline = Instant::now() + GUARD;
-    let exported = loop {
-        let samples = scrape(run.admin());
-        let (_, body) = get(run.admin(), "/metrics");
-        let exported = exported_metrics(&samples, &body);
+    let exported = poll_until(|| {
+        let (status, body) = get(run.admin(), "/metrics");
+        assert_eq!(status, 200, "{body}");
+        let exported = exported_metrics(&samples_of(&body), &body);
         if documented.is_subset(&exported) {
-            break exported;
+            Ok(exported)
+        } else {
+            Err(format!(
+                "documented, never exported: {:?}",
+                documented.difference(&exported).collect::<Vec<_>>()
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "documented, never exported: {:?}",
-            documented.difference(&exported).collect::<Vec<_>>()
-        );
-        // A condition poll, not a timed wait: the loop ends on the names.
-        thread::sleep(Duration::from_millis(50));
-    };
+    });
     assert_eq!(
         exported.difference(&documented).collect::<Vec<_>>(),
         Vec::<&String>::new(),

@@ -11,13 +11,12 @@ use std::thread;
 use std::time::Instant;
 
 use anyhow::Context;
-use crew_pipeline::sources::{GeneratorConfig, LineKind, Pacer, PixelsEvents};
+use crew_pipeline::sources::{GeneratorConfig, Pacer, PixelsEvents, WriteSummary};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Bytes gathered before one write: large writes keep the syscall count low.
-const FLUSH_AT: usize = 256 << 10;
-/// Room for a typical line on top of [`FLUSH_AT`], so the buffer rarely grows.
-const LINE_CAPACITY: usize = 1024;
+/// Lines per `write_ndjson` call: the progress bar moves once per chunk,
+/// and each call buffers its writes (256 KiB at a time) on its own.
+const CHUNK_LINES: u64 = 16_384;
 
 /// Arguments of `crew gen`.
 ///
@@ -92,7 +91,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         Ok(summary) => {
             if !progress.is_hidden() {
                 progress.finish_and_clear();
-                eprintln!("{summary}");
+                eprintln!("{}", describe(&summary));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -135,72 +134,53 @@ fn progress_bar(count: u64) -> ProgressBar {
 }
 
 /// What was written, told on a terminal when the bar goes.
-#[derive(Debug, Default)]
-struct Summary {
-    lines: u64,
-    bytes: u64,
-    malformed: u64,
-    invalid: u64,
+fn describe(summary: &WriteSummary) -> String {
+    format!(
+        "crew gen: {} lines, {:.1} MiB, {} malformed, {} invalid",
+        summary.lines,
+        summary.bytes as f64 / (1 << 20) as f64,
+        summary.malformed,
+        summary.invalid
+    )
 }
 
-impl std::fmt::Display for Summary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "crew gen: {} lines, {:.1} MiB, {} malformed, {} invalid",
-            self.lines,
-            self.bytes as f64 / (1 << 20) as f64,
-            self.malformed,
-            self.invalid
-        )
-    }
-}
-
+/// Writes the events in chunks through [`PixelsEvents::write_ndjson`], so
+/// the lines, their buffering and their counts are the source's own; a paced
+/// run hands over each chunk once it is due.
 fn write(
     mut events: PixelsEvents,
     mut out: impl Write,
     args: &Args,
     progress: &ProgressBar,
-) -> io::Result<Summary> {
+) -> io::Result<WriteSummary> {
     let mut pacer = args.rate.map(Pacer::new);
-    let mut summary = Summary::default();
-    let mut buf = Vec::with_capacity(FLUSH_AT + LINE_CAPACITY);
-    for n in 0..args.count {
-        if let Some(pacer) = &mut pacer {
-            let now = Instant::now();
-            let due = pacer.due_at(n, now);
-            if due > now {
-                // Hand over what is due before waiting, so a paced stream
-                // reaches its reader at the rate, not in 256 KiB lumps.
-                drain(&mut out, &mut buf, &mut summary)?;
-                out.flush()?;
-                progress.set_position(n);
-                // Pacing, not synchronization: nothing else will wake us.
-                thread::sleep(due - now);
+    let mut summary = WriteSummary::default();
+    let mut written = 0;
+    while written < args.count {
+        let left = args.count - written;
+        let chunk = match &mut pacer {
+            None => left.min(CHUNK_LINES),
+            Some(pacer) => {
+                let now = Instant::now();
+                let due = pacer.due_at(written, now);
+                if due > now {
+                    // Pacing, not synchronization: nothing else will wake us.
+                    thread::sleep(due - now);
+                    continue;
+                }
+                // Everything due by now, so the stream reaches its reader at
+                // the rate, not in lumps.
+                let mut due_now = 1;
+                while due_now < left.min(CHUNK_LINES) && pacer.due_at(written + due_now, now) <= now
+                {
+                    due_now += 1;
+                }
+                due_now
             }
-        }
-        let info = events.next_line(&mut buf);
-        buf.push(b'\n');
-        summary.lines += 1;
-        match info.kind {
-            LineKind::Valid => {}
-            LineKind::Invalid(_) => summary.invalid += 1,
-            LineKind::Malformed(_) => summary.malformed += 1,
-        }
-        if buf.len() >= FLUSH_AT {
-            drain(&mut out, &mut buf, &mut summary)?;
-            progress.set_position(n + 1);
-        }
+        };
+        summary += events.write_ndjson(&mut out, chunk)?;
+        written += chunk;
+        progress.set_position(written);
     }
-    drain(&mut out, &mut buf, &mut summary)?;
-    out.flush()?;
-    progress.set_position(args.count);
     Ok(summary)
-}
-
-fn drain(out: &mut impl Write, buf: &mut Vec<u8>, summary: &mut Summary) -> io::Result<()> {
-    out.write_all(buf)?;
-    summary.bytes += buf.len() as u64;
-    buf.clear();
-    Ok(())
 }

@@ -243,6 +243,16 @@ pub struct WriteSummary {
     pub invalid: u64,
 }
 
+/// Adds up the summaries of consecutive writes.
+impl std::ops::AddAssign for WriteSummary {
+    fn add_assign(&mut self, other: WriteSummary) {
+        self.lines += other.lines;
+        self.bytes += other.bytes;
+        self.malformed += other.malformed;
+        self.invalid += other.invalid;
+    }
+}
+
 /// The Server Pixels line generator: one line per call, deterministic per
 /// seed.
 ///
