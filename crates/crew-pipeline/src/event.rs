@@ -17,6 +17,21 @@ pub type Partition = u32;
 /// increasing in the order the source reads them; gaps are allowed.
 pub type Offset = u64;
 
+/// A message header, as Kafka carries them: a name and an optional value.
+/// Sources that read headers keep them on the event; sinks that can write
+/// them (Kafka) write them back out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The header's name.
+    pub name: String,
+    /// Its value; Kafka allows a header with no value.
+    pub value: Option<Bytes>,
+}
+
+/// An event's headers, boxed as one thin pointer.
+#[derive(Debug)]
+struct HeaderList(Vec<Header>);
+
 /// Where an event was read: its partition and offset.
 ///
 /// The pipeline uses it to ack: a source commits an offset only when every
@@ -47,6 +62,9 @@ pub struct Event {
     raw: Bytes,
     value: Option<Value>,
     key: Option<Bytes>,
+    /// `None` for most sources; behind a thin box so an event without
+    /// headers grows by one word only (events are moved by value a lot).
+    headers: Option<Box<HeaderList>>,
     origin: Origin,
     pub(crate) ticket: u64,
 }
@@ -58,6 +76,7 @@ impl Event {
             raw: raw.into(),
             value: None,
             key: None,
+            headers: None,
             origin,
             ticket: 0,
         }
@@ -112,6 +131,22 @@ impl Event {
     /// Sets the event's key; a stage may derive it from the parsed value.
     pub fn set_key(&mut self, key: impl Into<Bytes>) {
         self.key = Some(key.into());
+    }
+
+    /// The headers the event was read with (Kafka headers), in order.
+    pub fn headers(&self) -> &[Header] {
+        self.headers.as_deref().map_or(&[], |list| list.0.as_slice())
+    }
+
+    /// Sets the event's headers.
+    pub fn with_headers(mut self, headers: Vec<Header>) -> Event {
+        self.headers = (!headers.is_empty()).then(|| Box::new(HeaderList(headers)));
+        self
+    }
+
+    /// Takes the headers out (the encoder moves them to the sink's record).
+    pub(crate) fn take_headers(&mut self) -> Vec<Header> {
+        self.headers.take().map(|list| list.0).unwrap_or_default()
     }
 
     /// Where the event was read.

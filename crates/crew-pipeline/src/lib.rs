@@ -18,6 +18,8 @@ pub mod acks;
 mod component_error;
 mod dead_letter;
 mod event;
+#[cfg(feature = "kafka")]
+mod kafka_client;
 mod retry;
 mod runtime;
 mod settings;
@@ -31,14 +33,14 @@ pub mod sources;
 pub mod transforms;
 
 pub use dead_letter::Failure;
-pub use event::{Event, Offset, Origin, Partition, Value};
+pub use event::{Event, Header, Offset, Origin, Partition, Value};
 pub use retry::RetryPolicy;
 pub use runtime::{
-    BuildError, Phase, Pipeline, PipelineBuilder, PipelineHandle, Report, Snapshot, StageSnapshot,
+    BuildError, PartitionHandoff, Phase, Pipeline, PipelineBuilder, PipelineHandle, Report, Snapshot, Released, StageSnapshot,
     StopCause, MAX_LANES, MAX_WORKERS,
 };
 pub use settings::{Batching, Budget, Ordering, Settings};
-pub use sink::{OutBatch, Sink, SinkError};
+pub use sink::{OutBatch, Refused, Sink, SinkError};
 pub use source::{Full, ReadBatch, ReadStatus, Source, SourceError};
 pub use stage::{Outcome, Stage, StageError};
 

@@ -4,13 +4,14 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::event::Origin;
+use crate::event::{Header, Origin};
 
 /// One encoded record of an [`OutBatch`].
 #[derive(Clone, Debug)]
 pub struct Record {
     span: Range<usize>,
     key: Option<Bytes>,
+    headers: Vec<Header>,
     origin: Origin,
 }
 
@@ -54,6 +55,18 @@ impl OutBatch {
         key: Option<Bytes>,
         encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.try_push_with_headers(origin, key, Vec::new(), encode)
+    }
+
+    /// Like [`try_push`](Self::try_push), with the headers the record
+    /// carries (for sinks that write headers, such as Kafka).
+    pub fn try_push_with_headers<E>(
+        &mut self,
+        origin: Origin,
+        key: Option<Bytes>,
+        headers: Vec<Header>,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let start = self.buf.len();
         if let Err(error) = encode(&mut self.buf) {
             self.buf.truncate(start);
@@ -64,6 +77,7 @@ impl OutBatch {
         self.records.push(Record {
             span: start..end,
             key,
+            headers,
             origin,
         });
         Ok(())
@@ -79,6 +93,12 @@ impl OutBatch {
         self.records
             .iter()
             .map(|r| (&self.buf[r.span.clone()], r.key.as_deref(), r.origin))
+    }
+
+    /// The headers of the record at `index` (in [`records`](Self::records)
+    /// order); empty when it has none or there is no such record.
+    pub fn headers(&self, index: usize) -> &[Header] {
+        self.records.get(index).map_or(&[], |r| &r.headers)
     }
 
     /// How many records the batch holds.
@@ -103,6 +123,20 @@ crate::component_error::component_error! {
     SinkError
 }
 
+/// A record a sink refused for good after accepting it in a write (a Kafka
+/// delivery report with an error that retrying cannot fix, such as a
+/// message too large for the topic). The pipeline sends the event to the
+/// dead-letter output instead of counting it delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The refused record's origin, as the batch gave it.
+    pub origin: Origin,
+    /// A short, stable reason for metrics (`kafka_msg_size_too_large`).
+    pub reason: String,
+    /// What the sink said, for the dead-letter record.
+    pub message: String,
+}
+
 /// Where events go: a file, stdout, Kafka, or the dead-letter output.
 ///
 /// The pipeline calls a sink from one thread. When `write` returns `Ok`, the
@@ -117,5 +151,14 @@ pub trait Sink: Send {
     /// before offsets are committed and when the pipeline stops.
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    /// Records refused for good since the last call, read right after a
+    /// successful [`flush`](Self::flush). A sink that sends records one by
+    /// one and learns each one's fate later (Kafka's delivery reports) lists
+    /// here the ones that cannot be written; the rest of what it was given
+    /// counts as delivered. The default refuses nothing.
+    fn take_refused(&mut self) -> Vec<Refused> {
+        Vec::new()
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::time::Instant;
 
 use crate::event::{Event, Offset, Partition};
+use crate::runtime::PartitionHandoff;
 
 /// What a [`Source::read`] call ended with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,23 @@ pub trait Source: Send {
     /// retriable error is retried with the sink retry policy's backoff until
     /// a shutdown is asked for. The default does nothing.
     fn connect(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// Gives the source the pipeline's [`PartitionHandoff`], once, before
+    /// [`connect`](Self::connect). A source whose partitions can be taken
+    /// away while it runs (a Kafka consumer group) keeps it and calls
+    /// [`PartitionHandoff::release`] before it gives partitions up. The
+    /// default ignores it.
+    fn attach(&mut self, handoff: PartitionHandoff) {
+        let _ = handoff;
+    }
+
+    /// Called instead of `read`, at least every commit interval, while the
+    /// pipeline's in-flight budget is used up. A source that must keep a
+    /// session alive (a Kafka consumer polls, or its group counts it gone)
+    /// does so here without producing events. The default does nothing.
+    fn idle(&mut self) -> Result<(), SourceError> {
         Ok(())
     }
 

@@ -958,3 +958,83 @@ fn the_builder_refuses_incomplete_wiring_and_zero_limits() {
         (0, StopCause::SourceEnded)
     );
 }
+
+/// A sink that accepts every write but, at flush, refuses the records whose
+/// offset is a multiple of 7 (as Kafka's delivery reports can).
+struct RefusingSink {
+    written: Arc<Mutex<Vec<Origin>>>,
+    unflushed: Vec<Origin>,
+    refused: Vec<crew_pipeline::Refused>,
+}
+
+impl crew_pipeline::Sink for RefusingSink {
+    fn write(&mut self, batch: &crew_pipeline::OutBatch) -> Result<(), crew_pipeline::SinkError> {
+        self.unflushed
+            .extend(batch.records().map(|(_, _, origin)| origin));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), crew_pipeline::SinkError> {
+        for origin in self.unflushed.drain(..) {
+            if origin.offset % 7 == 0 {
+                self.refused.push(crew_pipeline::Refused {
+                    origin,
+                    reason: "too_large".to_owned(),
+                    message: format!("record {} refused", origin.offset),
+                });
+            } else {
+                lock(&self.written).push(origin);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_refused(&mut self) -> Vec<crew_pipeline::Refused> {
+        std::mem::take(&mut self.refused)
+    }
+}
+
+#[test]
+fn records_a_sink_refuses_at_flush_are_dead_lettered_not_delivered() {
+    let specs = specs(700, 2);
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let (dead, letters) = DeadLetterSink::new();
+    let source = MemSource::new(specs.clone());
+    let log = source.log();
+    let pipeline = Pipeline::builder()
+        .settings(settings(2))
+        .source(source)
+        .sink(RefusingSink {
+            written: Arc::clone(&written),
+            unflushed: Vec::new(),
+            refused: Vec::new(),
+        })
+        .dead_letter(dead)
+        .build()
+        .unwrap();
+    let report = run(pipeline);
+    check_invariant(&report);
+    let refused: HashSet<Origin> = specs
+        .iter()
+        .map(Spec::origin)
+        .filter(|o| o.offset % 7 == 0)
+        .collect();
+    assert_eq!(report.read, 700);
+    assert_eq!(report.delivered, 700 - refused.len() as u64);
+    assert_eq!(
+        report.dead_lettered_by_reason,
+        BTreeMap::from([("too_large".to_owned(), refused.len() as u64)])
+    );
+    let letters = lock(&letters);
+    let dead_origins: HashSet<Origin> = letters.iter().map(|l| l.origin).collect();
+    assert_eq!(dead_origins, refused);
+    for letter in letters.iter() {
+        assert_eq!(letter.stage, "sink");
+        // The dead letter carries the bytes the event was read with.
+        let spec = specs.iter().find(|s| s.origin() == letter.origin).unwrap();
+        assert_eq!(letter.original.as_deref().map(str::as_bytes), Some(&spec.payload[..]));
+    }
+    assert_eq!(lock(&written).len(), 700 - refused.len());
+    // Refused events are done: the commits cover every partition's end.
+    assert_eq!(committed_map(&report), lock(&log).last_pushed());
+}

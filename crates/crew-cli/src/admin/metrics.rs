@@ -3,14 +3,25 @@
 //! pipeline's own atomics and histograms are the source of every value, so
 //! the hot path pays nothing for the exporter.
 //!
+//! Kafka components keep counters of their own (assignments, rebalances,
+//! deliveries); `crew run` hands their shared handles over from wiring
+//! ([`ComponentStats`]), and a second collector reads them at scrape time.
+//! Their families are served only when such a component is configured: a
+//! pipeline without Kafka has no `crew_kafka_` series at all.
+//!
 //! The names are the ones in `docs/metrics.md`; the test
 //! `the_exporter_serves_exactly_the_metrics_docs_metrics_md_lists` in
-//! `tests/run.rs` checks that the two agree.
+//! `tests/run.rs` checks that the two agree for a pipeline without Kafka,
+//! and `the_kafka_families_are_the_documented_ones` below for the Kafka
+//! section.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crew_pipeline::sinks::KafkaSinkStats;
+use crew_pipeline::sources::KafkaSourceStats;
 use crew_pipeline::{Phase, PipelineHandle, Snapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -18,6 +29,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+
+use crate::config::ComponentStats;
 
 /// Upper bounds of the exported histogram buckets, in seconds: 1 µs to 60 s,
 /// 1-2.5-5 per decade. The pipeline's own histograms are finer (8 buckets
@@ -30,13 +43,22 @@ const BUCKETS_SECONDS: [f64; 24] = [
 /// One sample's own labels (the `pipeline` label is the registry's).
 type Labels = Vec<(&'static str, String)>;
 
-/// Builds the registry `/metrics` encodes: the pipeline's collector, with
-/// `pipeline` as a constant label on every series.
-pub fn registry(pipeline: &str, handle: PipelineHandle) -> Registry {
+/// Builds the registry `/metrics` encodes: the pipeline's collector, and
+/// the Kafka one when `components` (by role: `source`, `sink`,
+/// `dead_letter`) hold Kafka counters, with `pipeline` as a constant label
+/// on every series.
+pub fn registry(
+    pipeline: &str,
+    handle: PipelineHandle,
+    components: &[(&'static str, ComponentStats)],
+) -> Registry {
     let mut registry = Registry::with_labels(
         [(Cow::Borrowed("pipeline"), Cow::Owned(pipeline.to_owned()))].into_iter(),
     );
     registry.register_collector(Box::new(PipelineCollector { handle }));
+    if let Some(kafka) = KafkaCollector::of(components) {
+        registry.register_collector(Box::new(kafka));
+    }
     registry
 }
 
@@ -268,6 +290,123 @@ fn encode_sinks(out: &mut Families<'_, '_>, s: &Snapshot) -> Result<(), fmt::Err
     )
 }
 
+/// Reads the Kafka components' own counters at scrape time.
+#[derive(Debug)]
+struct KafkaCollector {
+    source: Option<Arc<KafkaSourceStats>>,
+    /// By role: `sink`, `dead_letter`.
+    sinks: Vec<(&'static str, Arc<KafkaSinkStats>)>,
+}
+
+impl KafkaCollector {
+    /// The collector of `components`' Kafka counters; `None` without any.
+    fn of(components: &[(&'static str, ComponentStats)]) -> Option<KafkaCollector> {
+        let mut collector = KafkaCollector {
+            source: None,
+            sinks: Vec::new(),
+        };
+        for (role, stats) in components {
+            match stats {
+                ComponentStats::KafkaSource(stats) => collector.source = Some(Arc::clone(stats)),
+                ComponentStats::KafkaSink(stats) => {
+                    collector.sinks.push((role, Arc::clone(stats)));
+                }
+            }
+        }
+        (collector.source.is_some() || !collector.sinks.is_empty()).then_some(collector)
+    }
+}
+
+impl Collector for KafkaCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut out = Families {
+            encoder: &mut encoder,
+        };
+        if let Some(source) = &self.source {
+            encode_kafka_source(&mut out, source)?;
+        }
+        if !self.sinks.is_empty() {
+            encode_kafka_sinks(&mut out, &self.sinks)?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_kafka_source(out: &mut Families<'_, '_>, s: &KafkaSourceStats) -> Result<(), fmt::Error> {
+    let assigned = s.assigned_partitions();
+    out.gauge(
+        "crew_kafka_assigned_partitions",
+        "Partitions this consumer owns now.",
+        [(vec![], assigned.len() as f64)],
+    )?;
+    out.gauge(
+        "crew_kafka_partition_assigned",
+        "1 for each partition this consumer owns now.",
+        assigned
+            .iter()
+            .map(|p| (vec![("partition", p.to_string())], 1.0)),
+    )?;
+    out.counter(
+        "crew_kafka_rebalances",
+        "Rebalance callbacks, by kind (assign or revoke).",
+        [
+            (vec![("kind", "assign".to_owned())], s.assigns()),
+            (vec![("kind", "revoke".to_owned())], s.revokes()),
+        ],
+    )?;
+    out.counter(
+        "crew_kafka_revoked_unfinished_events",
+        "Events still in flight when their partition was let go (read again by the next owner).",
+        [(vec![], s.revoked_unfinished())],
+    )?;
+    out.counter(
+        "crew_kafka_consumer_errors",
+        "Consumer errors librdkafka reported and recovered from.",
+        [(vec![], s.errors())],
+    )?;
+    out.gauge(
+        "crew_kafka_paused_partitions",
+        "Partitions paused because their in-flight budget is full.",
+        [(vec![], s.paused_partitions() as f64)],
+    )
+}
+
+fn encode_kafka_sinks(
+    out: &mut Families<'_, '_>,
+    sinks: &[(&'static str, Arc<KafkaSinkStats>)],
+) -> Result<(), fmt::Error> {
+    let sink = |role: &str| vec![("sink", role.to_owned())];
+    out.gauge(
+        "crew_kafka_producer_in_flight",
+        "Records handed to the producer and not yet reported.",
+        sinks.iter().map(|(r, s)| (sink(r), s.in_flight() as f64)),
+    )?;
+    let latencies: Vec<(&str, crew::Histogram)> = sinks
+        .iter()
+        .map(|(r, s)| (*r, s.delivery_latency()))
+        .collect();
+    out.histogram(
+        "crew_kafka_delivery_latency_seconds",
+        "From handing a record to the producer to its delivery report.",
+        latencies.iter().map(|(r, h)| (sink(r), h)),
+    )?;
+    out.counter(
+        "crew_kafka_deliveries",
+        "Records the broker acknowledged.",
+        sinks.iter().map(|(r, s)| (sink(r), s.delivered())),
+    )?;
+    out.counter(
+        "crew_kafka_resent",
+        "Records sent again after a retriable delivery error.",
+        sinks.iter().map(|(r, s)| (sink(r), s.resent())),
+    )?;
+    out.counter(
+        "crew_kafka_refused",
+        "Records refused for good (their events were dead-lettered).",
+        sinks.iter().map(|(r, s)| (sink(r), s.refused())),
+    )
+}
+
 fn by_reason(
     counts: &std::collections::BTreeMap<String, u64>,
 ) -> impl Iterator<Item = (Labels, u64)> + '_ {
@@ -355,7 +494,101 @@ fn rebucket(histogram: &crew::Histogram) -> Vec<(f64, u64)> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// The rows of docs/metrics.md's "Kafka" section: name to type.
+    fn documented_kafka() -> BTreeMap<String, String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
+        let docs = std::fs::read_to_string(path).unwrap();
+        let section = docs
+            .split("\n## Kafka\n")
+            .nth(1)
+            .expect("docs/metrics.md has a Kafka section");
+        let section = section.split("\n## ").next().unwrap_or_default();
+        section
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.strip_prefix('|')?.split('|');
+                let name = cells.next()?.trim().strip_prefix('`')?.strip_suffix('`')?;
+                Some((name.to_owned(), cells.next()?.trim().to_owned()))
+            })
+            .collect()
+    }
+
+    /// The families an encoded registry declares, as docs/metrics.md names
+    /// them (a counter with `_total`), to their types.
+    fn families(text: &str) -> BTreeMap<String, String> {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|rest| rest.split_once(' '))
+            .map(|(name, kind)| {
+                let name = if kind == "counter" {
+                    format!("{name}_total")
+                } else {
+                    name.to_owned()
+                };
+                (name, kind.to_owned())
+            })
+            .collect()
+    }
+
+    fn kafka_registry(components: &[(&'static str, ComponentStats)]) -> Option<String> {
+        let collector = KafkaCollector::of(components)?;
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(collector));
+        Some(encode(&registry).unwrap())
+    }
+
+    #[test]
+    fn the_kafka_families_are_the_documented_ones() {
+        let documented = documented_kafka();
+        assert!(documented.len() >= 10, "{documented:?}");
+        assert!(documented
+            .keys()
+            .all(|name| name.starts_with("crew_kafka_")));
+        let sink = Arc::new(KafkaSinkStats::default());
+        let text = kafka_registry(&[
+            (
+                "source",
+                ComponentStats::KafkaSource(Arc::new(KafkaSourceStats::default())),
+            ),
+            ("sink", ComponentStats::KafkaSink(Arc::clone(&sink))),
+            ("dead_letter", ComponentStats::KafkaSink(sink)),
+        ])
+        .unwrap();
+        assert_eq!(families(&text), documented);
+        // One series per sink role, and the counts of a consumer that owns
+        // nothing yet.
+        assert!(
+            text.contains("crew_kafka_deliveries_total{sink=\"sink\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("crew_kafka_deliveries_total{sink=\"dead_letter\"} 0\n"));
+        assert!(
+            text.contains("crew_kafka_assigned_partitions{} 0.0\n"),
+            "{text}"
+        );
+        assert!(text.contains("crew_kafka_rebalances_total{kind=\"revoke\"} 0\n"));
+        assert!(!text.contains("crew_kafka_partition_assigned{"));
+    }
+
+    #[test]
+    fn kafka_families_come_with_kafka_components_only() {
+        assert!(kafka_registry(&[]).is_none());
+        let text = kafka_registry(&[(
+            "sink",
+            ComponentStats::KafkaSink(Arc::new(KafkaSinkStats::default())),
+        )])
+        .unwrap();
+        let served = families(&text);
+        assert!(served.contains_key("crew_kafka_producer_in_flight"));
+        assert!(
+            !served.contains_key("crew_kafka_assigned_partitions"),
+            "no consumer families without a Kafka source: {served:?}"
+        );
+    }
 
     #[test]
     fn rebucketing_keeps_every_value_and_never_moves_one_down() {

@@ -21,6 +21,8 @@ use crew_pipeline::{Phase, PipelineHandle};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use crate::config::ComponentStats;
+
 /// The OpenMetrics text format, which Prometheus scrapes natively.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -54,11 +56,17 @@ impl AdminListener {
         Ok(AdminListener { listener, address })
     }
 
-    /// Serves the pipeline behind `handle` on a thread of its own.
-    pub fn serve(self, pipeline: &str, handle: PipelineHandle) -> anyhow::Result<AdminServer> {
+    /// Serves the pipeline behind `handle` on a thread of its own, with the
+    /// counters its components keep of their own (`components`, by role).
+    pub fn serve(
+        self,
+        pipeline: &str,
+        handle: PipelineHandle,
+        components: &[(&'static str, ComponentStats)],
+    ) -> anyhow::Result<AdminServer> {
         let AdminListener { listener, address } = self;
         let state = Arc::new(AdminState {
-            registry: metrics::registry(pipeline, handle.clone()),
+            registry: metrics::registry(pipeline, handle.clone(), components),
             handle,
         });
         let router = Router::new()

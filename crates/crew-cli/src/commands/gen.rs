@@ -1,7 +1,10 @@
 //! `crew gen`: Server Pixels events (NDJSON) for load tests, written by the
 //! same [`PixelsEvents`] generator the `generator` source uses, so a file
 //! made here holds exactly the lines a pipeline with the same seed and
-//! shares would read.
+//! shares would read. With `--kafka`, the same lines go to a topic instead,
+//! one record each ([`kafka`]).
+
+mod kafka;
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
@@ -53,6 +56,31 @@ pub struct Args {
     /// Where to write: a file, or `-` for standard output.
     #[arg(long, short, value_name = "PATH", default_value = "-")]
     pub output: PathBuf,
+    /// Write to Kafka instead, through these brokers (`host:port[,...]`):
+    /// one record per event, its key the event's `client_id`, through an
+    /// idempotent producer; crew gen exits once every record is
+    /// acknowledged (non-zero if one is not), and always prints its summary.
+    #[arg(
+        long,
+        value_name = "BROKERS",
+        requires = "topic",
+        conflicts_with = "output"
+    )]
+    pub kafka: Option<String>,
+    /// The topic to write to (with `--kafka`).
+    #[arg(long, value_name = "TOPIC", requires = "kafka")]
+    pub topic: Option<String>,
+    /// A librdkafka producer property, passed through (repeatable): for
+    /// example `--kafka-option compression.type=lz4`. crew gen sets
+    /// `message.timeout.ms=30000` and `linger.ms=5` unless told otherwise;
+    /// `enable.idempotence` stays `true`.
+    #[arg(
+        long = "kafka-option",
+        value_name = "KEY=VALUE",
+        requires = "kafka",
+        value_parser = kafka::parse_option
+    )]
+    pub kafka_options: Vec<(String, String)>,
 }
 
 impl Args {
@@ -80,6 +108,24 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     // Checks the shares, clients and oversize length too.
     let events = PixelsEvents::new(&config)?;
     let progress = progress_bar(args.count);
+    if let (Some(brokers), Some(topic)) = (&args.kafka, &args.topic) {
+        let target = kafka::Target {
+            brokers,
+            topic,
+            options: &args.kafka_options,
+        };
+        let summary = kafka::write(events, &target, &args, &progress).inspect_err(|_| {
+            progress.abandon();
+        })?;
+        progress.finish_and_clear();
+        // Nothing else goes to the terminal, and the last line says every
+        // record is acknowledged: always told.
+        eprintln!(
+            "{}, delivered to topic `{topic}` at {brokers}",
+            describe(&summary)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let result = if args.to_stdout() {
         write(events, io::stdout().lock(), &args, &progress)
     } else {
@@ -153,8 +199,24 @@ fn write(
     args: &Args,
     progress: &ProgressBar,
 ) -> io::Result<WriteSummary> {
-    let mut pacer = args.rate.map(Pacer::new);
     let mut summary = WriteSummary::default();
+    paced(args, progress, |chunk| -> io::Result<()> {
+        summary += events.write_ndjson(&mut out, chunk)?;
+        Ok(())
+    })?;
+    Ok(summary)
+}
+
+/// Calls `emit(n)` for consecutive chunks of `n` events until `args.count`
+/// are out: as large as [`CHUNK_LINES`] when unpaced; when paced, each
+/// chunk once it is due, holding everything due by then, so the stream
+/// reaches its reader at the rate, not in lumps.
+fn paced<E>(
+    args: &Args,
+    progress: &ProgressBar,
+    mut emit: impl FnMut(u64) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut pacer = args.rate.map(Pacer::new);
     let mut written = 0;
     while written < args.count {
         let left = args.count - written;
@@ -168,8 +230,6 @@ fn write(
                     thread::sleep(due - now);
                     continue;
                 }
-                // Everything due by now, so the stream reaches its reader at
-                // the rate, not in lumps.
                 let mut due_now = 1;
                 while due_now < left.min(CHUNK_LINES) && pacer.due_at(written + due_now, now) <= now
                 {
@@ -178,9 +238,9 @@ fn write(
                 due_now
             }
         };
-        summary += events.write_ndjson(&mut out, chunk)?;
+        emit(chunk)?;
         written += chunk;
         progress.set_position(written);
     }
-    Ok(summary)
+    Ok(())
 }

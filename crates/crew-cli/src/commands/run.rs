@@ -57,7 +57,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("building {}", args.file.display()))?;
     let handle = pipeline.handle();
     let admin = admin
-        .map(|admin| admin.serve(&config.name, handle.clone()))
+        .map(|admin| admin.serve(&config.name, handle.clone(), &wired.stats))
         .transpose()?;
     watch_signals(handle.clone(), config.settings.drain_timeout)?;
 

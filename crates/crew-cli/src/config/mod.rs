@@ -51,6 +51,7 @@ use toml::Spanned;
 use doc::{deserialize, kind, quoted_list, walk, KeyPath, Seg, Text};
 pub use error::ConfigError;
 use error::Pos;
+pub use registry::ComponentStats;
 use registry::{At, SinkSpec, SourceSpec, StageSpec, SINK_TYPES, SOURCE_TYPES, STAGE_TYPES};
 
 /// The top-level tables of a pipeline file.
@@ -140,8 +141,19 @@ struct Component<T> {
     key: KeyPath,
     /// Where its table starts.
     at: Pos,
-    /// Where each of its table's keys is written.
-    keys: Vec<(String, Pos)>,
+    /// Where each of its table's keys is written, and those of the tables
+    /// directly in it (`options.NAME`).
+    keys: Vec<KeyAt>,
+}
+
+/// A key of a component's table, as messages name it (`path`,
+/// `options.session.timeout.ms`), with its full path and where it is
+/// written.
+#[derive(Clone, Debug)]
+struct KeyAt {
+    name: String,
+    path: KeyPath,
+    pos: Pos,
 }
 
 impl<T> Component<T> {
@@ -153,16 +165,16 @@ impl<T> Component<T> {
             .split('`')
             .skip(1)
             .step_by(2)
-            .find_map(|name| self.keys.iter().find(|(key, _)| key == name));
+            .find_map(|name| self.keys.iter().find(|key| key.name == name));
         match named {
-            Some((key, _)) => {
+            Some(key) => {
                 // The error names the key: a message that starts with it
                 // would repeat it.
-                let message = match message.strip_prefix(&format!("`{key}`: ")) {
+                let message = match message.strip_prefix(&format!("`{}`: ", key.name)) {
                     Some(rest) => rest.to_owned(),
                     None => message,
                 };
-                self.key_error(file, key, message)
+                ConfigError::new(file, Some(key.pos), Some(key.path.to_string()), message)
             }
             None => ConfigError::new(file, Some(self.at), Some(self.key.to_string()), message),
         }
@@ -171,13 +183,8 @@ impl<T> Component<T> {
     /// An error about this component's `key`, pointing where it is written
     /// (or at the table, if it is not).
     fn key_error(&self, file: &Path, key: &str, message: impl Into<String>) -> ConfigError {
-        match self.keys.iter().find(|(name, _)| name == key) {
-            Some((_, pos)) => ConfigError::new(
-                file,
-                Some(*pos),
-                Some(self.key.key(key).to_string()),
-                message,
-            ),
+        match self.keys.iter().find(|k| k.name == key) {
+            Some(key) => ConfigError::new(file, Some(key.pos), Some(key.path.to_string()), message),
             None => ConfigError::new(file, Some(self.at), Some(self.key.to_string()), message),
         }
     }
@@ -218,9 +225,12 @@ pub struct Wired {
     pub builder: PipelineBuilder,
     /// The source, described: `generator (1000000 events, seed 1)`.
     pub source: String,
-    /// Where events go: (`"output"` or `"dead letters"`, a path, `stdout`
-    /// or `blackhole`).
+    /// Where events go: (`"output"` or `"dead letters"`, a path, `stdout`,
+    /// `blackhole` or a Kafka topic).
     pub outputs: Vec<(&'static str, String)>,
+    /// The counters components keep of their own, by role (`"source"`,
+    /// `"sink"`, `"dead_letter"`): only Kafka components have them.
+    pub stats: Vec<(&'static str, ComponentStats)>,
 }
 
 impl ServiceConfig {
@@ -229,27 +239,31 @@ impl ServiceConfig {
     /// built.
     pub fn wire(&self) -> anyhow::Result<Wired> {
         let file = &self.path;
-        let source = self
+        let mut stats = Vec::new();
+        let (source, source_stats) = self
             .source
             .spec
             .open()
             .map_err(|m| self.source.error(file, m))?;
+        stats.extend(source_stats.map(|s| ("source", s)));
         let mut builder = Pipeline::builder()
             .settings(self.settings.clone())
             .boxed_source(source);
         for (plan, (name, stage)) in self.stages.iter().zip(self.stages()?) {
             builder = builder.arc_stage(name, stage, plan.workers);
         }
-        let sink = self
+        let (sink, sink_stats) = self
             .sink
             .spec
             .open()
             .map_err(|m| self.sink.error(file, m))?;
-        let dead_letter = self
+        stats.extend(sink_stats.map(|s| ("sink", s)));
+        let (dead_letter, dead_letter_stats) = self
             .dead_letter
             .spec
             .open()
             .map_err(|m| self.dead_letter.error(file, m))?;
+        stats.extend(dead_letter_stats.map(|s| ("dead_letter", s)));
         Ok(Wired {
             builder: builder.boxed_sink(sink).boxed_dead_letter(dead_letter),
             source: self.source.spec.describe(),
@@ -257,6 +271,7 @@ impl ServiceConfig {
                 ("output", self.sink.spec.describe()),
                 ("dead letters", self.dead_letter.spec.describe()),
             ],
+            stats,
         })
     }
 
@@ -448,6 +463,35 @@ fn parse(
                         "{} is the file the source reads{}",
                         out.display(),
                         as_written(out, input)
+                    ),
+                ));
+            }
+        }
+    }
+    // The same topic text on the same brokers text is the same topic; other
+    // spellings of one cluster are not caught (that would need the brokers).
+    if let (Some(out), Some(dead)) = (sink.spec.kafka_topic(), dead_letter.spec.kafka_topic()) {
+        if out == dead {
+            return Err(dead_letter.key_error(
+                path,
+                "topic",
+                format!(
+                    "`{}` is also the sink's topic: dead letters need a topic of their own",
+                    dead.1
+                ),
+            ));
+        }
+    }
+    if let Some(input) = source.spec.kafka_topic() {
+        for output in [&sink, &dead_letter] {
+            if output.spec.kafka_topic() == Some(input) {
+                return Err(output.key_error(
+                    path,
+                    "topic",
+                    format!(
+                        "`{}` is the topic the source reads: every event written would be \
+                         read again",
+                        input.1
                     ),
                 ));
             }
@@ -783,10 +827,25 @@ fn component<T>(
             ))
         }
     };
-    let keys = table
-        .iter()
-        .map(|(k, _)| (k.get_ref().to_string(), text.pos(k.span().start)))
-        .collect();
+    let mut keys = Vec::new();
+    for (k, v) in table.iter() {
+        let name: &str = k.get_ref();
+        keys.push(KeyAt {
+            name: name.to_owned(),
+            path: key.key(name),
+            pos: text.pos(k.span().start),
+        });
+        if let DeValue::Table(inner) = v.get_ref() {
+            for (inner_key, _) in inner.iter() {
+                let inner_name: &str = inner_key.get_ref();
+                keys.push(KeyAt {
+                    name: format!("{name}.{inner_name}"),
+                    path: key.key(name).key(inner_name),
+                    pos: text.pos(inner_key.span().start),
+                });
+            }
+        }
+    }
     Ok(Component {
         spec,
         at: text.pos(anchor.start),

@@ -2,16 +2,24 @@
 //! and from the config to the built component.
 //!
 //! A new component is one variant here, one arm in its `parse`, and one in
-//! each of `describe` and `open`/`build`.
+//! each of `describe` and `open`/`build`. A component that keeps counters of
+//! its own (Kafka's) hands them out of `open` as a [`ComponentStats`], for
+//! the exporter.
 
 use std::fs::{Metadata, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use crew_pipeline::sinks::{Blackhole, FileSink, FileSinkConfig, StdoutConfig, StdoutSink};
+use std::collections::BTreeMap;
+
+use crew_pipeline::sinks::{
+    Blackhole, FileSink, FileSinkConfig, KafkaSink, KafkaSinkConfig, KafkaSinkStats, StdoutConfig,
+    StdoutSink,
+};
 use crew_pipeline::sources::{
-    FileSource, FileSourceConfig, Generator, GeneratorConfig, StdinConfig, StdinSource,
+    FileSource, FileSourceConfig, Generator, GeneratorConfig, KafkaSource, KafkaSourceConfig,
+    KafkaSourceStats, StdinConfig, StdinSource,
 };
 use crew_pipeline::transforms::{
     Edit, EditConfig, Filter, FilterConfig, ParseJson, ParseJsonConfig, Validate, ValidateConfig,
@@ -27,12 +35,12 @@ use super::doc::{deserialize, KeyPath, Text};
 use super::error::ConfigError;
 
 /// The source types, as written in `[source] type = ...`.
-pub(crate) const SOURCE_TYPES: &[&str] = &["generator", "file", "stdin"];
+pub(crate) const SOURCE_TYPES: &[&str] = &["generator", "file", "stdin", "kafka"];
 /// The stage types, as written in `[[stages]] type = ...`.
 pub(crate) const STAGE_TYPES: &[&str] = &["parse_json", "validate", "filter", "edit", "remap"];
 /// The sink types, as written in `[sink] type = ...` and
 /// `[dead_letter] type = ...`.
-pub(crate) const SINK_TYPES: &[&str] = &["file", "stdout", "blackhole"];
+pub(crate) const SINK_TYPES: &[&str] = &["file", "stdout", "blackhole", "kafka"];
 
 /// A file sink's `buffer_bytes` over this is refused when the sink opens
 /// (crew-pipeline's limit, repeated so `validate` finds it without opening
@@ -67,6 +75,16 @@ impl At<'_, '_> {
     }
 }
 
+/// Counters a component keeps besides the pipeline's own, shared with the
+/// exporter (`/metrics`) while the pipeline runs.
+#[derive(Clone, Debug)]
+pub enum ComponentStats {
+    /// A Kafka source's assignment, rebalances, pauses and errors.
+    KafkaSource(Arc<KafkaSourceStats>),
+    /// A Kafka sink's (or dead-letter sink's) deliveries.
+    KafkaSink(Arc<KafkaSinkStats>),
+}
+
 /// The blackhole sink takes no settings; this refuses any.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +96,7 @@ pub(crate) enum SourceSpec {
     Generator(GeneratorConfig),
     File(FileSourceConfig),
     Stdin(StdinConfig),
+    Kafka(KafkaSourceConfig),
 }
 
 impl SourceSpec {
@@ -87,6 +106,7 @@ impl SourceSpec {
             "generator" => at.config().map(SourceSpec::Generator),
             "file" => at.config().map(SourceSpec::File),
             "stdin" => at.config().map(SourceSpec::Stdin),
+            "kafka" => at.config().map(SourceSpec::Kafka),
             _ => return None,
         })
     }
@@ -103,6 +123,7 @@ impl SourceSpec {
                 Ok(())
             }
             SourceSpec::Stdin(_) => Ok(()),
+            SourceSpec::Kafka(config) => check_kafka(config.validate(), &config.options),
         }
     }
 
@@ -129,12 +150,17 @@ impl SourceSpec {
                 None => format!("file {}", config.path.display()),
             },
             SourceSpec::Stdin(_) => "stdin".to_owned(),
+            SourceSpec::Kafka(config) => format!(
+                "kafka topic {} (group {}, brokers {})",
+                config.topic, config.group, config.brokers
+            ),
         }
     }
 
-    /// Opens the source; creates a checkpoint's directory if needed.
-    pub(crate) fn open(&self) -> Result<Box<dyn Source>, String> {
-        match self {
+    /// Opens the source; creates a checkpoint's directory if needed. A
+    /// Kafka source connects later, when the pipeline starts.
+    pub(crate) fn open(&self) -> Result<(Box<dyn Source>, Option<ComponentStats>), String> {
+        let source = match self {
             SourceSpec::Generator(config) => Generator::new(config.clone())
                 .map(|source| Box::new(source) as Box<dyn Source>)
                 .map_err(|e| e.to_string()),
@@ -152,6 +178,21 @@ impl SourceSpec {
             SourceSpec::Stdin(config) => StdinSource::new(config.clone())
                 .map(|source| Box::new(source) as Box<dyn Source>)
                 .map_err(|e| e.to_string()),
+            SourceSpec::Kafka(config) => {
+                check_kafka(config.validate(), &config.options)?;
+                let source = KafkaSource::new(config.clone()).map_err(|e| e.to_string())?;
+                let stats = ComponentStats::KafkaSource(source.stats());
+                return Ok((Box::new(source), Some(stats)));
+            }
+        };
+        source.map(|source| (source, None))
+    }
+
+    /// Where it reads from Kafka: (brokers, topic).
+    pub(crate) fn kafka_topic(&self) -> Option<(&str, &str)> {
+        match self {
+            SourceSpec::Kafka(config) => Some((&config.brokers, &config.topic)),
+            _ => None,
         }
     }
 
@@ -243,6 +284,7 @@ pub(crate) enum SinkSpec {
     File(FileSinkConfig),
     Stdout(StdoutConfig),
     Blackhole,
+    Kafka(KafkaSinkConfig),
 }
 
 impl SinkSpec {
@@ -252,6 +294,7 @@ impl SinkSpec {
             "file" => at.config().map(SinkSpec::File),
             "stdout" => at.config().map(SinkSpec::Stdout),
             "blackhole" => at.config::<BlackholeConfig>().map(|_| SinkSpec::Blackhole),
+            "kafka" => at.config().map(SinkSpec::Kafka),
             _ => return None,
         })
     }
@@ -269,29 +312,49 @@ impl SinkSpec {
                 writable_file(&config.path).map_err(|e| format!("`path`: {e}"))
             }
             SinkSpec::Stdout(_) | SinkSpec::Blackhole => Ok(()),
+            SinkSpec::Kafka(config) => check_kafka(config.validate(), &config.options),
         }
     }
 
-    /// Where it writes: a path, `stdout` or `blackhole`.
+    /// Where it writes: a path, `stdout`, `blackhole` or a Kafka topic.
     pub(crate) fn describe(&self) -> String {
         match self {
             SinkSpec::File(config) => config.path.display().to_string(),
             SinkSpec::Stdout(_) => "stdout".to_owned(),
             SinkSpec::Blackhole => "blackhole".to_owned(),
+            SinkSpec::Kafka(config) => {
+                format!("kafka topic {} (brokers {})", config.topic, config.brokers)
+            }
         }
     }
 
-    /// Opens the sink; creates a file's directory if needed.
-    pub(crate) fn open(&self) -> Result<Box<dyn Sink>, String> {
+    /// Opens the sink; creates a file's directory if needed. A Kafka sink's
+    /// producer does not wait for its brokers: one that is down shows up as
+    /// retried flushes.
+    pub(crate) fn open(&self) -> Result<(Box<dyn Sink>, Option<ComponentStats>), String> {
         match self {
             SinkSpec::File(config) => {
                 create_parent(&config.path).map_err(|e| format!("`path`: {e}"))?;
                 FileSink::open(config.clone())
-                    .map(|sink| Box::new(sink) as Box<dyn Sink>)
+                    .map(|sink| (Box::new(sink) as Box<dyn Sink>, None))
                     .map_err(|e| e.to_string())
             }
-            SinkSpec::Stdout(config) => Ok(Box::new(StdoutSink::new(config.clone()))),
-            SinkSpec::Blackhole => Ok(Box::new(Blackhole::default())),
+            SinkSpec::Stdout(config) => Ok((Box::new(StdoutSink::new(config.clone())), None)),
+            SinkSpec::Blackhole => Ok((Box::new(Blackhole::default()), None)),
+            SinkSpec::Kafka(config) => {
+                check_kafka(config.validate(), &config.options)?;
+                let sink = KafkaSink::new(config.clone()).map_err(|e| e.to_string())?;
+                let stats = ComponentStats::KafkaSink(sink.stats());
+                Ok((Box::new(sink), Some(stats)))
+            }
+        }
+    }
+
+    /// Where it writes to Kafka: (brokers, topic).
+    pub(crate) fn kafka_topic(&self) -> Option<(&str, &str)> {
+        match self {
+            SinkSpec::Kafka(config) => Some((&config.brokers, &config.topic)),
+            _ => None,
         }
     }
 
@@ -302,6 +365,33 @@ impl SinkSpec {
             _ => None,
         }
     }
+}
+
+/// A Kafka component's own check (`validate`: required settings, options
+/// crew owns), then each pass-through option on its own against
+/// librdkafka's table of properties, so a misspelt name or a value of the
+/// wrong kind is found by `crew validate`. Setting properties on a
+/// configuration object creates no client: nothing connects. (Whether
+/// options agree with each other, such as `heartbeat.interval.ms` below
+/// `session.timeout.ms`, librdkafka only checks when the client is made.)
+/// Messages name the option as `options.NAME`, which the caller points at.
+fn check_kafka(
+    validated: Result<(), crew_pipeline::sources::KafkaConfigError>,
+    options: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    validated.map_err(|e| e.to_string())?;
+    for (key, value) in options {
+        let mut one = rdkafka::ClientConfig::new();
+        one.set(key.as_str(), value.as_str());
+        if let Err(error) = one.create_native_config() {
+            let why = match error {
+                rdkafka::error::KafkaError::ClientConfig(_, description, _, _) => description,
+                other => other.to_string(),
+            };
+            return Err(format!("`options.{key}`: librdkafka refuses it: {why}"));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the file source could read `path`, judged without blocking and

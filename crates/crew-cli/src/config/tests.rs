@@ -151,11 +151,13 @@ fn types_missing_or_unknown_list_the_known_ones() {
     assert_eq!(e.at().unwrap().line, 1);
     assert!(e.message().contains("`generator`, `file`, `stdin`"), "{e}");
 
-    let e = error("[source]\ntype = \"kafka\"");
+    let e = error("[source]\ntype = \"pulsar\"");
     assert_eq!(e.key(), Some("source.type"));
     assert_eq!(line_col(&e), (2, 8));
     assert!(
-        e.message().starts_with("unknown source type `kafka`"),
+        e.message().starts_with(
+            "unknown source type `pulsar`, expected one of `generator`, `file`, `stdin`, `kafka`"
+        ),
         "{e}"
     );
 
@@ -788,4 +790,198 @@ fn the_pixels_example_gives_the_same_output_as_pixels_stages() {
     for label in ["delivered", "consent", "region"] {
         assert!(counts.get(label).is_some_and(|n| *n > 100), "{counts:?}");
     }
+}
+
+// --- Kafka ---
+
+const KAFKA_SOURCE: &str =
+    "[source]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"in\"\ngroup = \"g\"\n";
+
+#[test]
+fn kafka_components_load_and_describe_themselves() {
+    let config = config_from(&format!(
+        "{KAFKA_SOURCE}[sink]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopic = \"out\"\n\
+         [dead_letter]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopic = \"dead\"\n"
+    ))
+    .unwrap();
+    config.check().unwrap();
+    assert_eq!(
+        config.summary(),
+        "pipeline p: source kafka topic in (group g, brokers 127.0.0.1:9092), 0 stages, \
+         sink kafka topic out (brokers b:1), dead letters kafka topic dead (brokers b:1)"
+    );
+    match &config.source.spec {
+        SourceSpec::Kafka(kafka) => {
+            assert_eq!(kafka.revoke_timeout, Duration::from_secs(10));
+            assert!(kafka.options.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The check error of a Kafka source with `extra` lines in its table.
+fn kafka_check_error(extra: &str) -> ConfigError {
+    let config = with_sinks(&format!("{KAFKA_SOURCE}{extra}")).unwrap();
+    config.check().unwrap_err().downcast().unwrap()
+}
+
+#[test]
+fn kafka_options_crew_owns_are_refused_at_their_line() {
+    let e = kafka_check_error("options.\"enable.auto.commit\" = \"true\"");
+    assert_eq!(e.key(), Some("source.options.\"enable.auto.commit\""));
+    assert_eq!(line_col(&e), (6, 9));
+    assert!(e.message().contains("must be `false`"), "{e}");
+
+    let e = kafka_check_error("[source.options]\n\"group.id\" = \"other\"");
+    assert_eq!(e.key(), Some("source.options.\"group.id\""));
+    assert_eq!(line_col(&e), (7, 1));
+    assert_eq!(e.message(), "set `group` instead");
+
+    let e = kafka_check_error("options = { \"bootstrap.servers\" = \"x:1\" }");
+    assert_eq!(e.key(), Some("source.options.\"bootstrap.servers\""));
+    assert_eq!(line_col(&e), (6, 13));
+    assert_eq!(e.message(), "set `brokers` instead");
+}
+
+#[test]
+fn kafka_options_librdkafka_does_not_know_are_refused() {
+    let e = kafka_check_error("[source.options]\n\"sesion.timeout.ms\" = \"10000\"");
+    assert_eq!(e.key(), Some("source.options.\"sesion.timeout.ms\""));
+    assert_eq!(line_col(&e), (7, 1));
+    assert!(
+        e.message().contains("No such configuration property"),
+        "{e}"
+    );
+    let e = kafka_check_error("[source.options]\n\"session.timeout.ms\" = \"soon\"");
+    assert!(e.message().contains("Invalid value"), "{e}");
+}
+
+#[test]
+fn kafka_settings_are_checked() {
+    let e = error(&KAFKA_SOURCE.replace("topic = \"in\"", "topics = \"in\""));
+    assert_eq!(e.key(), Some("source.topics"));
+    assert_eq!(line_col(&e), (4, 1));
+    assert!(e.message().starts_with("unknown field `topics`"), "{e}");
+
+    let config = with_sinks(&KAFKA_SOURCE.replace("group = \"g\"", "group = \" \"")).unwrap();
+    let e: ConfigError = config.check().unwrap_err().downcast().unwrap();
+    assert_eq!(e.key(), Some("source.group"));
+
+    let e = config_from(&format!(
+        "{KAFKA_SOURCE}[sink]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopic = \"out\"\n\
+         delivery_attempts = 0\n[dead_letter]\ntype = \"blackhole\"\n"
+    ))
+    .unwrap()
+    .check()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("p.toml:10:1: key `sink.delivery_attempts`: "),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_kafka_sink_cannot_write_the_topic_it_reads_or_its_dead_letters() {
+    let sink = |topic: &str| {
+        format!("[sink]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"{topic}\"\n")
+    };
+    let dead = |topic: &str| {
+        format!(
+            "[dead_letter]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:9092\"\ntopic = \"{topic}\"\n"
+        )
+    };
+    let e = config_from(&format!("{KAFKA_SOURCE}{}{}", sink("in"), dead("d"))).unwrap_err();
+    assert_eq!(e.key(), Some("sink.topic"));
+    assert!(e.message().contains("the topic the source reads"), "{e}");
+    let e = config_from(&format!("{KAFKA_SOURCE}{}{}", sink("o"), dead("o"))).unwrap_err();
+    assert_eq!(e.key(), Some("dead_letter.topic"));
+    assert!(e.message().contains("need a topic of their own"), "{e}");
+    // Other brokers: another cluster, as far as the file can tell.
+    config_from(&format!(
+        "{KAFKA_SOURCE}{}{}",
+        sink("in").replace("127.0.0.1:9092", "other:9092"),
+        dead("d")
+    ))
+    .unwrap();
+}
+
+#[test]
+fn wiring_kafka_components_hands_out_their_stats() {
+    // Nothing connects before the pipeline runs: wiring against a closed
+    // port only builds the clients.
+    let config = config_from(&format!(
+        "{}[sink]\ntype = \"kafka\"\nbrokers = \"127.0.0.1:1\"\ntopic = \"out\"\n\
+         [dead_letter]\ntype = \"blackhole\"\n",
+        KAFKA_SOURCE.replace("127.0.0.1:9092", "127.0.0.1:1")
+    ))
+    .unwrap();
+    let wired = config.wire().unwrap();
+    let roles: Vec<(&str, bool)> = wired
+        .stats
+        .iter()
+        .map(|(role, stats)| (*role, matches!(stats, ComponentStats::KafkaSource(_))))
+        .collect();
+    assert_eq!(roles, [("source", true), ("sink", false)]);
+    assert_eq!(
+        wired.outputs[0],
+        ("output", "kafka topic out (brokers 127.0.0.1:1)".to_owned())
+    );
+
+    let wired = with_sinks("[source]\ntype = \"generator\"\ncount = 1")
+        .unwrap()
+        .wire()
+        .unwrap();
+    assert!(
+        wired.stats.is_empty(),
+        "no Kafka, no stats: {:?}",
+        wired.stats
+    );
+}
+
+#[test]
+fn the_kafka_example_is_the_pixels_example_between_topics() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pixels-kafka.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kafka = parse(&path, text, |_| None).unwrap();
+    kafka.check().unwrap();
+    let pixels = pixels_example();
+    assert_eq!(kafka.name, "pixels-kafka");
+    assert_eq!(kafka.settings, pixels.settings);
+    assert_eq!(kafka.admin, pixels.admin);
+    assert_eq!(kafka.stage_names(), pixels.stage_names());
+    for (ours, theirs) in kafka.stages.iter().zip(&pixels.stages) {
+        assert_eq!(ours.workers, theirs.workers);
+        assert_eq!(
+            format!("{:?}", ours.component.spec),
+            format!("{:?}", theirs.component.spec),
+            "stage {}",
+            ours.name
+        );
+    }
+    match &kafka.source.spec {
+        SourceSpec::Kafka(source) => {
+            assert_eq!(
+                (
+                    source.brokers.as_str(),
+                    source.topic.as_str(),
+                    source.group.as_str()
+                ),
+                ("127.0.0.1:9092", "pixels", "crew-pixels")
+            );
+            // librdkafka's own defaults, there to be set from the
+            // environment.
+            assert_eq!(source.options["session.timeout.ms"], "45000");
+            assert_eq!(source.options["heartbeat.interval.ms"], "3000");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        kafka.sink.spec.kafka_topic(),
+        Some(("127.0.0.1:9092", "pixels-out"))
+    );
+    assert_eq!(
+        kafka.dead_letter.spec.kafka_topic(),
+        Some(("127.0.0.1:9092", "pixels-dead"))
+    );
 }

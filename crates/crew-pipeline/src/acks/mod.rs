@@ -36,6 +36,9 @@ pub struct Watermarks {
     /// What `committed` held for the partitions of the last hand-out, so a
     /// failed commit can be taken back to the last one that succeeded.
     before_last: Vec<(Partition, Option<Offset>)>,
+    /// The next ticket of each released partition: tracking it again starts
+    /// there, so a late ack from before the release matches no new event.
+    released_tickets: HashMap<Partition, u64>,
 }
 
 impl Watermarks {
@@ -47,6 +50,7 @@ impl Watermarks {
             partitions: HashMap::new(),
             committed: HashMap::new(),
             before_last: Vec::new(),
+            released_tickets: HashMap::new(),
         }
     }
 
@@ -60,10 +64,70 @@ impl Watermarks {
     /// Registers an event read at `offset` of `partition`; returns its ticket.
     pub fn register(&mut self, partition: Partition, offset: Offset) -> Result<u64, RegisterError> {
         let per_partition = self.per_partition;
+        let released_tickets = &self.released_tickets;
         self.partitions
             .entry(partition)
-            .or_insert_with(|| PartitionWatermark::new(per_partition))
+            .or_insert_with(|| {
+                let first = released_tickets.get(&partition).copied().unwrap_or(0);
+                PartitionWatermark::with_first_ticket(per_partition, first)
+            })
             .register(offset)
+    }
+
+    /// Events of `partitions` registered and not yet done.
+    pub fn unfinished_in(&self, partitions: &[Partition]) -> usize {
+        partitions
+            .iter()
+            .filter_map(|p| self.partitions.get(p))
+            .map(PartitionWatermark::unfinished)
+            .sum()
+    }
+
+    /// Stops tracking `partitions` (a source lost them): returns their
+    /// done-through offsets not handed out yet, for a last commit, and
+    /// forgets them. Acks of their events still in flight are ignored from
+    /// now on, and a partition read again later (from an older offset,
+    /// after a rebalance) starts afresh.
+    ///
+    /// ```
+    /// use crew_pipeline::acks::Watermarks;
+    ///
+    /// let mut marks = Watermarks::new(10);
+    /// let a = marks.register(3, 40).unwrap();
+    /// let _b = marks.register(3, 41).unwrap();
+    /// marks.done(3, a);
+    /// assert_eq!(marks.release(&[3]), vec![(3, 40)]);
+    /// // Read again from 41 after the partition comes back: allowed.
+    /// let c = marks.register(3, 41).unwrap();
+    /// marks.done(3, _b); // a late ack from before the release: ignored
+    /// assert_eq!(marks.take_commits(), vec![]);
+    /// marks.done(3, c);
+    /// assert_eq!(marks.take_commits(), vec![(3, 41)]);
+    /// ```
+    pub fn release(&mut self, partitions: &[Partition]) -> Vec<(Partition, Offset)> {
+        let mut last = Vec::new();
+        for partition in partitions {
+            let committed = self.committed.remove(partition);
+            if let Some(watermark) = self.partitions.remove(partition) {
+                self.released_tickets
+                    .insert(*partition, watermark.next_ticket());
+                if let Some(done) = watermark.done_through() {
+                    if committed != Some(done) {
+                        last.push((*partition, done));
+                    }
+                }
+            }
+        }
+        self.before_last.retain(|(p, _)| !partitions.contains(p));
+        last.sort_unstable();
+        last
+    }
+
+    /// Records that `partition` is already committed through `done_through`
+    /// (a Kafka group's offset, found when the partition is assigned), so
+    /// lag counts from there before this run commits anything.
+    pub fn resume_from(&mut self, partition: Partition, done_through: Offset) {
+        self.committed.entry(partition).or_insert(done_through);
     }
 
     /// Marks an event done.

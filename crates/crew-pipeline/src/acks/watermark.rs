@@ -57,9 +57,16 @@ pub enum RegisterError {
 impl PartitionWatermark {
     /// A tracker for at most `capacity` unfinished events.
     pub fn new(capacity: usize) -> Self {
+        Self::with_first_ticket(capacity, 0)
+    }
+
+    /// A tracker whose tickets start at `first_ticket`: a partition tracked
+    /// again after a [release](crate::acks::Watermarks::release) must not
+    /// hand out tickets that events of its earlier tracking still hold.
+    pub fn with_first_ticket(capacity: usize, first_ticket: u64) -> Self {
         PartitionWatermark {
             capacity: capacity.max(1),
-            head_ticket: 0,
+            head_ticket: first_ticket,
             pending: VecDeque::new(),
             done_through: None,
             last_registered: None,
@@ -111,6 +118,11 @@ impl PartitionWatermark {
             moved = true;
         }
         moved
+    }
+
+    /// The ticket the next registered event gets.
+    pub fn next_ticket(&self) -> u64 {
+        self.head_ticket + self.pending.len() as u64
     }
 
     /// The highest offset at or below which every registered event is done.

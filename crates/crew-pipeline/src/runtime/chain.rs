@@ -272,18 +272,22 @@ fn done_of(event: &Event) -> Done {
 /// Encodes the kept events of the last segment for the sink.
 fn encode(mut work: Work) -> Outgoing {
     let mut out = work.out;
-    for event in work.events.drain(..) {
+    for mut event in work.events.drain(..) {
         let origin = event.origin();
         let key = event.key_bytes().cloned();
+        let headers = event.take_headers();
         let encoded = match event.value() {
             Some(value) => out
                 .delivered
-                .try_push(origin, key, |buf| sonic_rs::to_writer(&mut *buf, value)),
-            None => {
-                out.delivered
-                    .push(origin, key, |buf| buf.extend_from_slice(event.raw()));
-                Ok(())
-            }
+                .try_push_with_headers(origin, key, headers, |buf| {
+                    sonic_rs::to_writer(&mut *buf, value)
+                }),
+            None => out
+                .delivered
+                .try_push_with_headers(origin, key, headers, |buf| {
+                    buf.extend_from_slice(event.raw());
+                    Ok(())
+                }),
         };
         match encoded {
             Ok(()) => out.delivered_raw.push(event.raw_bytes().clone()),

@@ -4,6 +4,7 @@
 mod chain;
 mod dispatch;
 mod flow;
+mod handoff;
 mod lane_gate;
 mod report;
 mod sink_loop;
@@ -19,6 +20,7 @@ use crate::source::Source;
 use crate::stage::Stage;
 
 pub use flow::{Phase, StopCause};
+pub use handoff::{PartitionHandoff, Released};
 pub use report::{Report, Snapshot, StageSnapshot};
 
 use chain::{NamedStage, Segment, StageCounters};

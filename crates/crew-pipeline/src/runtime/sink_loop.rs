@@ -2,18 +2,21 @@
 //! acks. Acks wait for the flush so a committed offset never covers an event
 //! the sink could still lose.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use crossbeam_channel::{select, Receiver};
 
 use crate::dead_letter::{push_record, Failure, SINK_STAGE};
+use crate::event::Origin;
 use crate::retry::RetryPolicy;
 use crate::runtime::chain::Outgoing;
 use crate::runtime::flow::{Done, Flow, Outcomes};
 use crate::runtime::report::RunMetrics;
-use crate::sink::{Sink, SinkError};
+use crate::sink::{OutBatch, Sink, SinkError};
 
 /// Acks are applied at least this often, in events, even while batches keep
 /// coming (a busy sink thread would otherwise flush only on the interval).
@@ -31,6 +34,10 @@ pub(crate) struct SinkLoop {
     /// finishes: the read-to-ack latency is recorded once they are acked.
     pending_reads: Vec<(Instant, u64)>,
     pending_outcomes: Outcomes,
+    /// Origin and raw bytes of each record written since the last flush, so
+    /// a record the sink refuses at flush time can be dead-lettered with
+    /// the bytes it was read with.
+    pending_written: Vec<(Origin, Bytes)>,
     last_flush: Instant,
     failed: bool,
 }
@@ -54,6 +61,7 @@ impl SinkLoop {
             pending: Vec::new(),
             pending_reads: Vec::new(),
             pending_outcomes: Outcomes::default(),
+            pending_written: Vec::new(),
             last_flush: Instant::now(),
             failed: false,
         }
@@ -95,7 +103,15 @@ impl SinkLoop {
             match with_retry(&self.retry, &self.metrics.sink_retries, || {
                 self.sink.write(&out.delivered)
             }) {
-                Ok(()) => out.outcomes.delivered += out.delivered.len() as u64,
+                Ok(()) => {
+                    out.outcomes.delivered += out.delivered.len() as u64;
+                    self.pending_written.extend(
+                        out.delivered
+                            .records()
+                            .map(|(_, _, origin)| origin)
+                            .zip(out.delivered_raw.drain(..)),
+                    );
+                }
                 Err((error, attempts)) => {
                     let failure = Failure {
                         reason: "sink".to_owned(),
@@ -147,6 +163,9 @@ impl SinkLoop {
             ));
             return;
         }
+        if !self.dead_letter_refused() {
+            return;
+        }
         if let Err((error, attempts)) =
             with_retry(&self.retry, &self.metrics.dead_letter_retries, || {
                 self.dead_letter.flush()
@@ -173,11 +192,53 @@ impl SinkLoop {
         self.pending_reads.clear();
     }
 
+    /// Moves the records the sink refused at flush time from delivered to
+    /// the dead-letter output. Returns `false` if that output failed (the
+    /// pipeline then fails, as for any dead-letter failure).
+    fn dead_letter_refused(&mut self) -> bool {
+        let written = std::mem::take(&mut self.pending_written);
+        let refused = self.sink.take_refused();
+        if refused.is_empty() {
+            return true;
+        }
+        let raw_of: HashMap<Origin, &Bytes> = written.iter().map(|(o, raw)| (*o, raw)).collect();
+        let mut dead = OutBatch::default();
+        for record in &refused {
+            let failure = Failure {
+                reason: record.reason.clone(),
+                stage: SINK_STAGE.to_owned(),
+                attempts: 1,
+                message: record.message.clone(),
+            };
+            let raw = raw_of.get(&record.origin).map_or(&[][..], |raw| &raw[..]);
+            push_record(&mut dead, record.origin, raw, &failure);
+            self.pending_outcomes.delivered = self.pending_outcomes.delivered.saturating_sub(1);
+            *self
+                .pending_outcomes
+                .dead_lettered
+                .entry(record.reason.clone())
+                .or_default() += 1;
+        }
+        if let Err((error, attempts)) =
+            with_retry(&self.retry, &self.metrics.dead_letter_retries, || {
+                self.dead_letter.write(&dead)
+            })
+        {
+            self.fail(format!(
+                "the dead-letter sink failed after {attempts} attempts: {}",
+                error.message
+            ));
+            return false;
+        }
+        true
+    }
+
     fn fail(&mut self, message: String) {
         tracing::error!(%message, "pipeline stops reading");
         self.failed = true;
         self.pending.clear();
         self.pending_reads.clear();
+        self.pending_written.clear();
         self.flow.fail(message);
     }
 }

@@ -14,7 +14,7 @@ use crate::runtime::flow::{Flow, FlowState, StopCause};
 use crate::runtime::lane_gate::LaneGate;
 use crate::runtime::report::{Live, Report, RunMetrics};
 use crate::runtime::sink_loop::SinkLoop;
-use crate::runtime::{PipelineBuilder, PipelineHandle};
+use crate::runtime::{PartitionHandoff, PipelineBuilder, PipelineHandle};
 use crate::settings::Settings;
 use crate::sink::Sink;
 use crate::source::{ReadBatch, ReadStatus, Source};
@@ -130,6 +130,10 @@ impl Pipeline {
             .expect("spawning the sink thread");
         self.sink_thread = Some((sink_thread, stop_tx));
 
+        self.source.attach(PartitionHandoff::new(
+            Arc::clone(&self.flow),
+            Arc::clone(&self.chain),
+        ));
         let mut last_commit = Instant::now();
         let mut commit_error = None;
         let stopped_by = match self.connect() {
@@ -247,6 +251,14 @@ impl Pipeline {
                     state,
                     Some(far_or(Instant::now(), self.settings.commit_interval)),
                 ));
+                if let Err(error) = self.source.idle() {
+                    if !error.retriable {
+                        let message = format!("the source failed: {error}");
+                        self.flow.fail(message.clone());
+                        return Step::Stop(StopCause::Failed(message));
+                    }
+                    tracing::warn!(%error, "the source failed while the budget was full");
+                }
                 return Step::Read;
             }
             (
@@ -384,14 +396,14 @@ impl Pipeline {
     /// Commits what moved since the last commit; returns the error if the
     /// source could not.
     fn commit(&mut self) -> Option<String> {
+        // Replaced, not merged: a partition the source no longer reads (a
+        // rebalance took it) must not keep reporting its old lag.
         let ends = self.source.end_offsets();
-        if !ends.is_empty() {
-            self.metrics
-                .end_offsets
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .extend(ends);
-        }
+        *self
+            .metrics
+            .end_offsets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = ends.into_iter().collect();
         let commits = self.flow.lock().marks.take_commits();
         if commits.is_empty() {
             return None;

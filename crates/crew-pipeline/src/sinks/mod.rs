@@ -2,8 +2,12 @@
 
 mod blackhole;
 mod file;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod stdout;
 
 pub use blackhole::Blackhole;
 pub use file::{FileMode, FileSink, FileSinkConfig, FsyncPolicy};
 pub use stdout::{StdoutConfig, StdoutSink};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaSink, KafkaSinkConfig, KafkaSinkStats, PRODUCER_DEFAULTS};

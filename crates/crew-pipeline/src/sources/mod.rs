@@ -4,7 +4,9 @@
 //!   benchmarks and tests ([`PixelsEvents`] writes the same lines to files);
 //! - [`FileSource`]: an NDJSON file, plain or gzip, resuming from a
 //!   checkpoint;
-//! - [`StdinSource`]: NDJSON from standard input.
+//! - [`StdinSource`]: NDJSON from standard input;
+//! - `KafkaSource` (feature `kafka`): a topic, as a member of a consumer
+//!   group.
 //!
 //! Each has a serde config struct, so a TOML file configures it.
 
@@ -12,6 +14,8 @@ mod checkpoint;
 mod commit_log;
 mod file;
 mod generator;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod lines;
 mod stdin;
 
@@ -22,6 +26,10 @@ pub use generator::{
     PixelsEvents, WriteSummary,
 };
 pub use stdin::{StdinConfig, StdinSource};
+#[cfg(feature = "kafka")]
+pub use kafka::{
+    KafkaConfigError, KafkaSource, KafkaSourceConfig, KafkaSourceStats, CONSUMER_DEFAULTS,
+};
 
 /// 64-bit FNV-1a: a fixed, dependency-free hash for partitioning and file
 /// fingerprints, where its value must not change between builds.

@@ -16,6 +16,9 @@ pub fn render(view: &View) -> String {
     let _ = writeln!(out, "in flight  {}", view.in_flight_line());
     let _ = writeln!(out, "latency    {}", view.latency_line());
     let _ = writeln!(out, "lag        {}", view.lag_line());
+    if let Some(kafka) = view.kafka_line() {
+        let _ = writeln!(out, "kafka      {kafka}");
+    }
     for section in [
         view.stages_table(),
         view.pools_table(0),

@@ -196,11 +196,17 @@ fn draw(frame: &mut Frame, state: &State) {
     );
     let [partitions_area, reasons_area] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
+    // Kafka's consumer and producer ride on the partitions' title: the
+    // layout stays the same with or without them.
+    let partitions_title = match view.kafka_line() {
+        Some(kafka) => format!("Partitions · kafka: {kafka}"),
+        None => "Partitions".to_owned(),
+    };
     render_table(
         frame,
         partitions_area,
         &view.partitions_table(),
-        "Partitions",
+        &partitions_title,
     );
     render_table(
         frame,

@@ -121,6 +121,21 @@ pub struct PartitionRow {
     pub lag: Option<f64>,
 }
 
+/// The Kafka consumer and producer, from the `crew_kafka_` families (a
+/// pipeline has them only with a Kafka component).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaRow {
+    /// Partitions the consumer owns; `None` without a Kafka source.
+    pub assigned: Option<f64>,
+    /// Partitions paused for backpressure.
+    pub paused: Option<f64>,
+    /// Rebalance callbacks, assigns and revokes together.
+    pub rebalances: Counted,
+    /// Records the producer has not had reported yet, by sink (`sink`,
+    /// `dead_letter`).
+    pub in_flight: Vec<(String, f64)>,
+}
+
 /// Events dropped or dead-lettered for one reason.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReasonRow {
@@ -168,6 +183,8 @@ pub struct View {
     pub commit_errors: Option<f64>,
     /// Retried sink writes, by sink.
     pub sink_retries: Vec<(String, f64)>,
+    /// Kafka's consumer and producer, when the pipeline has either.
+    pub kafka: Option<KafkaRow>,
 }
 
 /// The two scrapes a view compares, narrowed to one pipeline.
@@ -377,6 +394,22 @@ impl View {
             })
             .collect();
 
+        let kafka_in_flight: Vec<(String, f64)> = m
+            .label_values("crew_kafka_producer_in_flight", "sink")
+            .into_iter()
+            .filter_map(|sink| {
+                let value = m.sum_where("crew_kafka_producer_in_flight", "sink", &sink)?;
+                Some((sink, value))
+            })
+            .collect();
+        let assigned = m.sum("crew_kafka_assigned_partitions");
+        let kafka = (assigned.is_some() || !kafka_in_flight.is_empty()).then(|| KafkaRow {
+            assigned,
+            paused: m.sum("crew_kafka_paused_partitions"),
+            rebalances: pair.counted("rebalances", "crew_kafka_rebalances_total", None),
+            in_flight: kafka_in_flight,
+        });
+
         Ok(View {
             url: url.to_owned(),
             other_pipelines: pipelines
@@ -402,6 +435,7 @@ impl View {
             reasons,
             commit_errors: m.sum("crew_source_commit_errors_total"),
             sink_retries,
+            kafka,
         })
     }
 }
@@ -763,6 +797,30 @@ impl View {
         )
     }
 
+    /// The Kafka consumer's partitions and rebalances and the producer's
+    /// records in flight; `None` for a pipeline without Kafka.
+    pub fn kafka_line(&self) -> Option<String> {
+        let kafka = self.kafka.as_ref()?;
+        let mut parts = Vec::new();
+        if let Some(assigned) = kafka.assigned {
+            parts.push(format!(
+                "{} partitions assigned ({} paused) · {} rebalances",
+                count(Some(assigned)),
+                count(kafka.paused),
+                count(kafka.rebalances.total),
+            ));
+        }
+        if !kafka.in_flight.is_empty() {
+            let sinks: Vec<String> = kafka
+                .in_flight
+                .iter()
+                .map(|(sink, n)| format!("{sink} {}", count(Some(*n))))
+                .collect();
+            parts.push(format!("producer in flight {}", sinks.join(", ")));
+        }
+        Some(parts.join(" · "))
+    }
+
     /// Commit errors and sink retries.
     pub fn problems_line(&self) -> String {
         let mut line = format!("commit errors {}", count(self.commit_errors));
@@ -910,6 +968,55 @@ mod tests {
         let table = view.partitions_table();
         assert_eq!(table.header.last(), Some(&"COMMITTED/S"));
         assert!(table.legend.is_some_and(|l| l.starts_with("COMMITTED/S: ")));
+    }
+
+    #[test]
+    fn kafka_shows_only_when_the_pipeline_has_it() {
+        let at = Instant::now();
+        let view = View::build("u", None, None, &scraped(1.0, at)).unwrap();
+        assert_eq!(view.kafka, None);
+        assert_eq!(view.kafka_line(), None);
+
+        let p = "pipeline=\"pixels\"";
+        let kafka = format!(
+            "# TYPE crew_kafka_assigned_partitions gauge\n\
+             crew_kafka_assigned_partitions{{{p}}} 3\n\
+             # TYPE crew_kafka_paused_partitions gauge\n\
+             crew_kafka_paused_partitions{{{p}}} 1\n\
+             # TYPE crew_kafka_rebalances_total counter\n\
+             crew_kafka_rebalances_total{{{p},kind=\"assign\"}} 2\n\
+             crew_kafka_rebalances_total{{{p},kind=\"revoke\"}} 1\n\
+             # TYPE crew_kafka_producer_in_flight gauge\n\
+             crew_kafka_producer_in_flight{{{p},sink=\"sink\"}} 120\n\
+             crew_kafka_producer_in_flight{{{p},sink=\"dead_letter\"}} 0\n"
+        );
+        let scrape = Scraped {
+            at,
+            metrics: Metrics::parse(&format!("{}{kafka}", canned(1.0))),
+        };
+        let view = View::build("u", None, None, &scrape).unwrap();
+        assert_eq!(
+            view.kafka_line().as_deref(),
+            Some(
+                "3 partitions assigned (1 paused) · 3 rebalances · producer in flight \
+                 sink 120, dead_letter 0"
+            )
+        );
+        // A pipeline with a Kafka sink only: the producer alone.
+        let sink_only: String = kafka
+            .lines()
+            .filter(|l| l.contains("producer_in_flight"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let scrape = Scraped {
+            at,
+            metrics: Metrics::parse(&format!("{}{sink_only}", canned(1.0))),
+        };
+        let view = View::build("u", None, None, &scrape).unwrap();
+        assert_eq!(
+            view.kafka_line().as_deref(),
+            Some("producer in flight sink 120, dead_letter 0")
+        );
     }
 
     #[test]
