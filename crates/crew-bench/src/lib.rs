@@ -17,6 +17,9 @@
 //! - B4: the Server Pixels pipeline (crew-pipeline, file → file) beside
 //!   its Go reference on the same generated file, with a single-thread loop
 //!   of the same stages for the parallel efficiency (see [`b4`]).
+//! - B7: Kafka → Server Pixels → Kafka (crew-pipeline) beside a bare
+//!   rdkafka consumer on the same topic of a broker it starts (see
+//!   [`b7_kafka`]).
 //!
 //! Measuring is separate from printing: [`run_suite`] (or
 //! [`run_suite_with_progress`]) returns a [`Report`], which
@@ -42,6 +45,7 @@ pub mod b3_async;
 pub mod b4;
 pub mod b5;
 pub mod b6;
+pub mod b7_kafka;
 pub mod chart;
 pub mod machine;
 pub mod measure;
@@ -84,6 +88,8 @@ pub enum Workload {
     B6,
     /// `Pool::run` from many async tasks beside `spawn_blocking`.
     Offload,
+    /// Kafka → Server Pixels → Kafka beside a bare rdkafka consumer.
+    B7,
 }
 
 /// One item of a `--only` list: a workload, or a group of them.
@@ -109,7 +115,7 @@ impl std::str::FromStr for Selection {
 impl Workload {
     /// Every workload this harness runs, in order (B6 after B3 and
     /// B3-async, whose figures it uses).
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::B1,
         Workload::B2,
         Workload::B3,
@@ -119,6 +125,7 @@ impl Workload {
         Workload::B3Async,
         Workload::B6,
         Workload::Offload,
+        Workload::B7,
     ];
 
     /// The thread-pool workloads.
@@ -133,7 +140,7 @@ impl Workload {
     ];
 
     /// The event-pipeline workloads.
-    pub const PIPELINE: [Workload; 1] = [Workload::B4];
+    pub const PIPELINE: [Workload; 2] = [Workload::B4, Workload::B7];
 }
 
 impl fmt::Display for Workload {
@@ -148,6 +155,7 @@ impl fmt::Display for Workload {
             Workload::B3Async => "B3-async",
             Workload::B6 => "B6",
             Workload::Offload => "offload",
+            Workload::B7 => "B7",
         };
         f.write_str(s)
     }
@@ -173,9 +181,10 @@ impl FromStr for Workload {
             "B6" => Ok(Workload::B6),
             "OFFLOAD" => Ok(Workload::Offload),
             "B4" => Ok(Workload::B4),
+            "B7" => Ok(Workload::B7),
             _ => Err(format!(
-                "unknown workload {s:?} (expected B1, B2, B3, B4, B5, B1-async, B3-async, B6 or \
-                 offload)"
+                "unknown workload {s:?} (expected B1, B2, B3, B4, B5, B1-async, B3-async, B6, \
+                 offload or B7)"
             )),
         }
     }
@@ -269,6 +278,8 @@ pub struct SuiteOptions {
     /// memory tables (e.g. one implementation alone, to profile it). B6
     /// is not filtered.
     pub impls: Option<Vec<Impl>>,
+    /// B7: sizes and crew's settings.
+    pub b7: b7_kafka::KafkaOptions,
 }
 
 impl SuiteOptions {
@@ -311,11 +322,12 @@ impl SuiteOptions {
             offload_tasks: 64,
             offload_workers: 2,
             impls: None,
+            b7: b7_kafka::KafkaOptions::default(),
         }
     }
 
     /// A smoke run: every job count and B6's duration divided by 10, same
-    /// workers and work per job.
+    /// workers and work per job; B7 one round.
     pub fn quick() -> Self {
         let mut o = Self::full();
         o.quick = true;
@@ -328,6 +340,9 @@ impl SuiteOptions {
         o.b3_async_jobs /= 10;
         o.b6_duration /= 10;
         o.offload_jobs /= 10;
+        o.b7.events /= 10;
+        // Each B7 run also waits about a second for its group join.
+        o.b7.repeat = 1;
         o
     }
 
@@ -377,6 +392,7 @@ pub fn run_suite_with_progress(opts: &SuiteOptions, progress: &mut dyn FnMut(&Pr
                 report.b6 = Some(b6::run(opts, capacity, progress));
             }
             Workload::Offload => report.offload = Some(offload::run(opts, progress)),
+            Workload::B7 => report.b7 = Some(b7_kafka::run(opts, progress)),
         }
     }
     report

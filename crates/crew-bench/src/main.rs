@@ -21,8 +21,9 @@ const B5_CHILD: &str = "__b5-child";
 /// beside threadpool, rayon and a crossbeam worker loop), the async pools
 /// (B1-async, B3-async: crew `AsyncPool` beside tokio Semaphore + JoinSet,
 /// mpsc-fed worker tasks and buffer_unordered), B4 (the Server Pixels
-/// pipeline, file → file, beside its Go reference on the same file), B6 (queue wait at 80% load)
-/// and offload (`Pool::run` beside `spawn_blocking`).
+/// pipeline, file → file, beside its Go reference on the same file), B6 (queue wait at 80% load),
+/// offload (`Pool::run` beside `spawn_blocking`) and B7 (Kafka → Server Pixels → Kafka beside a
+/// bare rdkafka consumer, on a tansu broker it starts).
 ///
 /// Examples: `crew-bench --out docs/benchmarks.md` (everything);
 /// `crew-bench --only async` (B1-async, B3-async, B6, offload);
@@ -35,8 +36,8 @@ struct Cli {
     #[arg(long)]
     quick: bool,
     /// Only these workloads, comma-separated: B1, B2, B3, B4, B5, B1-async,
-    /// B3-async, B6, offload, or the groups `thread` (B1, B2, B3, B5),
-    /// `pipeline` (B4), `async` (B1-async, B3-async, B6, offload) and `all`.
+    /// B3-async, B6, offload, B7, or the groups `thread` (B1, B2, B3, B5),
+    /// `pipeline` (B4, B7), `async` (B1-async, B3-async, B6, offload) and `all`.
     /// They run in that order whatever the order given.
     #[arg(long, value_delimiter = ',', value_parser = parse_selection)]
     only: Vec<Selection>,
@@ -95,6 +96,23 @@ struct Cli {
     /// Offload: jobs per run (default 1,000,000; --quick 100,000).
     #[arg(long, value_name = "N")]
     offload_jobs: Option<u64>,
+    /// B7: events in the input topic (default 200,000; --quick 20,000).
+    #[arg(long, value_name = "N")]
+    b7_events: Option<u64>,
+    /// B7: rounds, each one run of every row (default 3; --quick 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100))]
+    b7_repeat: Option<u64>,
+    /// B7: crew's ordering.
+    #[arg(long, value_enum, default_value_t = B7Ordering::Key)]
+    b7_ordering: B7Ordering,
+    /// B7: a librdkafka property for crew's Kafka source, over crew's
+    /// defaults (repeatable; to try a setting).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_property)]
+    b7_source_option: Vec<(String, String)>,
+    /// B7: a librdkafka property for crew's Kafka sinks, over crew's
+    /// defaults (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_property)]
+    b7_sink_option: Vec<(String, String)>,
     /// Only these implementations in the throughput and memory tables,
     /// comma-separated (e.g. `crew-async` alone, to profile it): crew,
     /// crew-batch, threadpool, rayon, crossbeam, single-thread,
@@ -132,6 +150,13 @@ fn parse_selection(s: &str) -> Result<Selection, String> {
     s.parse()
 }
 
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.trim().is_empty())
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
 fn parse_impl(s: &str) -> Result<Impl, String> {
     Impl::from_name(s.trim()).ok_or_else(|| format!("unknown implementation {s:?}"))
 }
@@ -140,6 +165,13 @@ fn parse_impl(s: &str) -> Result<Impl, String> {
 enum Stat {
     Best,
     Median,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum B7Ordering {
+    Key,
+    Partition,
+    Unordered,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +244,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     set(&mut opts.b1_async_jobs, cli.b1_async_jobs);
     set(&mut opts.b3_async_jobs, cli.b3_async_jobs);
     set(&mut opts.offload_jobs, cli.offload_jobs);
+    set(&mut opts.b7.events, cli.b7_events);
+    if let Some(rounds) = cli.b7_repeat {
+        // clap bounds it to 1..=100.
+        opts.b7.repeat = rounds as usize;
+    }
+    opts.b7.ordering = match cli.b7_ordering {
+        B7Ordering::Key => crew_pipeline::Ordering::Key,
+        B7Ordering::Partition => crew_pipeline::Ordering::Partition,
+        B7Ordering::Unordered => crew_pipeline::Ordering::Unordered,
+    };
+    opts.b7
+        .source_options
+        .extend(cli.b7_source_option.iter().cloned());
+    opts.b7
+        .sink_options
+        .extend(cli.b7_sink_option.iter().cloned());
     if !cli.b1_workers.is_empty() {
         opts.b1_workers = cli.b1_workers.iter().map(|&w| w as usize).collect();
     }

@@ -37,6 +37,8 @@ pub struct Report {
     pub b6: Option<LatencyTable>,
     /// `Pool::run` beside `spawn_blocking`.
     pub offload: Option<ThroughputTable>,
+    /// B7: Kafka → Server Pixels → Kafka beside a bare consumer.
+    pub b7: Option<crate::b7_kafka::KafkaTable>,
 }
 
 /// Whether a target was met.
@@ -82,6 +84,7 @@ impl Report {
             b3_async: None,
             b6: None,
             offload: None,
+            b7: None,
         }
     }
 
@@ -109,8 +112,8 @@ impl Report {
 
     /// The issue's targets, checked against this run's figures: those of
     /// the workloads the run selected (all four thread-pool targets when
-    /// neither an async workload nor B4 ran, as before; the async ones when
-    /// one did; B4's when it ran).
+    /// neither an async workload nor a pipeline one ran, as before; the
+    /// async ones when one did; B4's and B7's when they ran).
     pub fn targets(&self) -> Vec<TargetCheck> {
         let w = &self.options.workloads;
         let any = |set: &[Workload]| set.iter().any(|x| w.contains(x));
@@ -129,11 +132,14 @@ impl Report {
                 b3_async_target(self.b3_async.as_ref(), 0.9),
             ]);
         }
-        if any(&Workload::PIPELINE) {
+        if w.contains(&Workload::B4) {
             out.extend([
                 b4_go_target(self.b4.as_ref(), crate::b4::GOAL_VS_GO),
                 b4_rate_target(self.b4.as_ref(), crate::b4::GOAL_RATE),
             ]);
+        }
+        if w.contains(&Workload::B7) {
+            out.push(crate::b7_kafka::target(self.b7.as_ref()));
         }
         out
     }
@@ -156,6 +162,7 @@ impl Report {
         if let Some(e) = self.b4.as_ref().and_then(|b| b.error.as_ref()) {
             out.push(format!("B4: {e}"));
         }
+        out.extend(self.b7.iter().flat_map(|t| t.failures()));
         if let Some(t) = &self.b5 {
             for r in &t.rows {
                 if let Some(e) = &r.error {
@@ -212,6 +219,9 @@ impl Report {
         }
         if let Some(t) = &self.b4 {
             write_pixels(&mut s, t, &self.options);
+        }
+        if let Some(t) = &self.b7 {
+            crate::b7_kafka::write_markdown(&mut s, t);
         }
         if let Some(t) = &self.b5 {
             write_memory(&mut s, t, self.options.repeat);
@@ -316,6 +326,11 @@ impl Report {
                 (false, _) => "",
             },
         );
+        if self.throughput_tables().next().is_none() && self.b5.is_none() && self.b6.is_none() {
+            // B7 alone: its section says how it is run and timed.
+            s.push('\n');
+            return;
+        }
         let _ = writeln!(
             s,
             "- Throughput cells show the **{} of {} runs**{}{}; implementations run interleaved, \

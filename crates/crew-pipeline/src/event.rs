@@ -135,7 +135,9 @@ impl Event {
 
     /// The headers the event was read with (Kafka headers), in order.
     pub fn headers(&self) -> &[Header] {
-        self.headers.as_deref().map_or(&[], |list| list.0.as_slice())
+        self.headers
+            .as_deref()
+            .map_or(&[], |list| list.0.as_slice())
     }
 
     /// Sets the event's headers.

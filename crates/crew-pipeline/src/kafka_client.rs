@@ -149,8 +149,7 @@ mod tests {
         }];
         let mut options = BTreeMap::new();
         options.insert("linger.ms".to_owned(), "7".to_owned());
-        let config =
-            client_config("b:1", &[("linger.ms", "5")], &options, &fixed, &[]).unwrap();
+        let config = client_config("b:1", &[("linger.ms", "5")], &options, &fixed, &[]).unwrap();
         assert_eq!(config.get("linger.ms"), Some("7"));
         assert_eq!(config.get("enable.auto.commit"), Some("false"));
 

@@ -36,8 +36,8 @@ pub use dead_letter::Failure;
 pub use event::{Event, Header, Offset, Origin, Partition, Value};
 pub use retry::RetryPolicy;
 pub use runtime::{
-    BuildError, PartitionHandoff, Phase, Pipeline, PipelineBuilder, PipelineHandle, Report, Snapshot, Released, StageSnapshot,
-    StopCause, MAX_LANES, MAX_WORKERS,
+    BuildError, PartitionHandoff, Phase, Pipeline, PipelineBuilder, PipelineHandle, Released,
+    Report, Snapshot, StageSnapshot, StopCause, MAX_LANES, MAX_WORKERS,
 };
 pub use settings::{Batching, Budget, Ordering, Settings};
 pub use sink::{OutBatch, Refused, Sink, SinkError};

@@ -1032,7 +1032,10 @@ fn records_a_sink_refuses_at_flush_are_dead_lettered_not_delivered() {
         assert_eq!(letter.stage, "sink");
         // The dead letter carries the bytes the event was read with.
         let spec = specs.iter().find(|s| s.origin() == letter.origin).unwrap();
-        assert_eq!(letter.original.as_deref().map(str::as_bytes), Some(&spec.payload[..]));
+        assert_eq!(
+            letter.original.as_deref().map(str::as_bytes),
+            Some(&spec.payload[..])
+        );
     }
     assert_eq!(lock(&written).len(), 700 - refused.len());
     // Refused events are done: the commits cover every partition's end.

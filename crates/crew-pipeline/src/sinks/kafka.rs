@@ -24,9 +24,7 @@ use crew::{Histogram, SharedHistogram};
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use serde::Deserialize;
 use sonic_rs::JsonValueTrait;
 
@@ -214,9 +212,7 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Sent>) {
         let failed = match result {
             Ok(_) => {
-                self.stats
-                    .delivery_latency
-                    .record(sent.sent_at.elapsed());
+                self.stats.delivery_latency.record(sent.sent_at.elapsed());
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -416,15 +412,14 @@ impl Sink for KafkaSink {
             let topic = self.topic_of(payload).into_owned();
             let headers = batch.headers(index);
             let headers = (!headers.is_empty()).then(|| {
-                headers.iter().fold(
-                    OwnedHeaders::new_with_capacity(headers.len()),
-                    |all, h| {
+                headers
+                    .iter()
+                    .fold(OwnedHeaders::new_with_capacity(headers.len()), |all, h| {
                         all.insert(KafkaHeader {
                             key: &h.name,
                             value: h.value.as_deref(),
                         })
-                    },
-                )
+                    })
             });
             self.send(&topic, key, payload, headers, origin, 1);
         }
@@ -439,10 +434,7 @@ impl Sink for KafkaSink {
             }
             let mut gave_up = None;
             for failed in failed {
-                let retriable = failed
-                    .error
-                    .rdkafka_error_code()
-                    .is_some_and(is_retriable);
+                let retriable = failed.error.rdkafka_error_code().is_some_and(is_retriable);
                 if !retriable {
                     self.refuse(failed.origin, &failed.error);
                     continue;

@@ -8,6 +8,6 @@ mod stdout;
 
 pub use blackhole::Blackhole;
 pub use file::{FileMode, FileSink, FileSinkConfig, FsyncPolicy};
-pub use stdout::{StdoutConfig, StdoutSink};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaSink, KafkaSinkConfig, KafkaSinkStats, PRODUCER_DEFAULTS};
+pub use stdout::{StdoutConfig, StdoutSink};

@@ -25,11 +25,11 @@ pub use generator::{
     Generator, GeneratorConfig, InvalidKind, LineInfo, LineKind, MalformedKind, Pacer,
     PixelsEvents, WriteSummary,
 };
-pub use stdin::{StdinConfig, StdinSource};
 #[cfg(feature = "kafka")]
 pub use kafka::{
     KafkaConfigError, KafkaSource, KafkaSourceConfig, KafkaSourceStats, CONSUMER_DEFAULTS,
 };
+pub use stdin::{StdinConfig, StdinSource};
 
 /// 64-bit FNV-1a: a fixed, dependency-free hash for partitioning and file
 /// fingerprints, where its value must not change between builds.

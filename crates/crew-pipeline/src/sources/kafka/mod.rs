@@ -319,10 +319,7 @@ impl KafkaSource {
     /// callbacks until acks free room).
     fn all_paused(&self) -> bool {
         let assigned = self.stats.assigned_partitions();
-        !assigned.is_empty()
-            && assigned
-                .iter()
-                .all(|p| self.paused.contains(&(*p as i32)))
+        !assigned.is_empty() && assigned.iter().all(|p| self.paused.contains(&(*p as i32)))
     }
 }
 
@@ -381,7 +378,10 @@ impl Source for KafkaSource {
         if batch.is_empty() && self.all_paused() {
             // Serve callbacks (a rebalance, heartbeats' errors) without
             // waiting, then let the pipeline wait for acks to free room.
-            let polled = self.consumer()?.poll(Duration::ZERO).map(|r| r.map(to_event));
+            let polled = self
+                .consumer()?
+                .poll(Duration::ZERO)
+                .map(|r| r.map(to_event));
             self.apply_notices();
             if let Some(polled) = polled {
                 self.handle_polled(polled, batch)?;
@@ -421,7 +421,11 @@ impl Source for KafkaSource {
         if !fetching.is_empty() {
             self.set_paused(&fetching, true);
         }
-        while let Some(polled) = self.consumer()?.poll(Duration::ZERO).map(|r| r.map(to_event)) {
+        while let Some(polled) = self
+            .consumer()?
+            .poll(Duration::ZERO)
+            .map(|r| r.map(to_event))
+        {
             self.apply_notices();
             match polled {
                 // Already fetched before the pause: kept for the next read.
