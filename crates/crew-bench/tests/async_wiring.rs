@@ -132,9 +132,10 @@ fn workload_names_parse() {
         ("B6", Workload::B6),
         ("offload", Workload::Offload),
         ("b4", Workload::B4),
+        ("b7", Workload::B7),
     ] {
         assert_eq!(text.parse::<Workload>(), Ok(w));
         assert_eq!(w.to_string().parse::<Workload>(), Ok(w));
     }
-    assert!("B7".parse::<Workload>().is_err());
+    assert!("B8".parse::<Workload>().is_err());
 }
