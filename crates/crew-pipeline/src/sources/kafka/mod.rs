@@ -43,11 +43,15 @@ pub use stats::KafkaSourceStats;
 /// - `queued.max.messages.kbytes = 16384`: librdkafka's prefetch per
 ///   partition is bounded to 16 MiB (its default is 64 MiB), memory the
 ///   pipeline's budget cannot see;
+/// - `fetch.queue.backoff.ms = 10`: once that prefetch is full, librdkafka
+///   fetches again after 10 ms instead of its default second (B7 measured
+///   the source idle half the time with the default);
 /// - `client.id = crew`.
 pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     ("partition.assignment.strategy", "cooperative-sticky"),
     ("queued.max.messages.kbytes", "16384"),
+    ("fetch.queue.backoff.ms", "10"),
     ("client.id", "crew"),
 ];
 
