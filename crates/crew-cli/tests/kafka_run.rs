@@ -20,14 +20,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+
+use common::{get, samples_of};
 use crew_pipeline::sources::{GeneratorConfig, LineKind, PixelsEvents};
 use crew_testbroker::{Broker, Message, Record, FAST_GROUP};
 
@@ -554,7 +557,7 @@ impl Crew {
             self.exited = true;
             panic!("crew exited ({status}):\n{}", self.log());
         }
-        let (status, body) = get(self.admin, "/metrics");
+        let (status, body) = get(self.admin, "/metrics", GUARD);
         assert_eq!(status, 200, "{body}");
         samples_of(&body)
     }
@@ -610,53 +613,6 @@ fn read_all(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
         let _ = tx.send(text);
     });
     rx
-}
-
-/// A plain HTTP/1.1 GET on loopback: status and body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("the admin server accepts");
-    stream.set_read_timeout(Some(GUARD)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The samples of a `/metrics` body.
-fn samples_of(body: &str) -> BTreeMap<String, f64> {
-    let lines = body.lines().map(|line| Ok(line.to_owned()));
-    let parsed = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
-    let mut samples = BTreeMap::new();
-    for sample in parsed.samples {
-        let value = match sample.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => continue,
-        };
-        let mut labels: Vec<String> = sample
-            .labels
-            .iter()
-            .filter(|(name, _)| name.as_str() != "pipeline")
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect();
-        labels.sort();
-        samples.insert(format!("{}{{{}}}", sample.metric, labels.join(",")), value);
-    }
-    samples
 }
 
 /// A sample's value; absent counts as 0 (a labelled counter has no series

@@ -22,6 +22,8 @@ use crew_pipeline::sources::{GeneratorConfig, PixelsEvents};
 
 mod common;
 
+use common::{get, samples_of};
+
 /// The longest any wait in these tests may take before it fails.
 const GUARD: Duration = Duration::from_secs(120);
 
@@ -139,60 +141,12 @@ fn watch_stderr(stderr: ChildStderr) -> (mpsc::Receiver<SocketAddr>, mpsc::Recei
     (addr_rx, lines_rx)
 }
 
-/// A plain HTTP/1.1 GET on loopback: status and body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("the admin server accepts");
-    stream.set_read_timeout(Some(GUARD)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// Parses a `/metrics` body into `name{labels}` → value, the label pairs
 /// sorted, with the parser Prometheus users know.
 fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
-    let (status, body) = get(addr, "/metrics");
+    let (status, body) = get(addr, "/metrics", GUARD);
     assert_eq!(status, 200, "{body}");
     samples_of(&body)
-}
-
-/// The samples of a `/metrics` body, as [`scrape`] returns them.
-fn samples_of(body: &str) -> BTreeMap<String, f64> {
-    let lines = body.lines().map(|line| Ok(line.to_owned()));
-    let parsed = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
-    let mut samples = BTreeMap::new();
-    for sample in parsed.samples {
-        let value = match sample.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            // Histograms are checked through their _count series.
-            _ => continue,
-        };
-        let mut labels: Vec<String> = sample
-            .labels
-            .iter()
-            .filter(|(name, _)| name.as_str() != "pipeline")
-            .map(|(name, value)| format!("{name}={value}"))
-            .collect();
-        labels.sort();
-        samples.insert(format!("{}{{{}}}", sample.metric, labels.join(",")), value);
-    }
-    samples
 }
 
 fn value(samples: &BTreeMap<String, f64>, key: &str) -> u64 {
@@ -334,7 +288,7 @@ fn metrics_scraped_mid_run_parse_and_match_the_summary() {
     fs::write(&config, STDIN_PIPELINE).unwrap();
     let mut run = Running::start(dir.path(), &config, &[], Stdio::piped());
     let admin = run.admin();
-    assert_eq!(get(admin, "/health"), (200, "ok\n".to_owned()));
+    assert_eq!(get(admin, "/health", GUARD), (200, "ok\n".to_owned()));
 
     let mut input = Vec::new();
     let summary_of_input = PixelsEvents::new(&GeneratorConfig {
@@ -376,7 +330,7 @@ fn metrics_scraped_mid_run_parse_and_match_the_summary() {
         }
     });
     // The stdin source is connected and reading: ready.
-    assert_eq!(get(admin, "/ready").0, 200);
+    assert_eq!(get(admin, "/ready", GUARD).0, 200);
     assert_eq!(value(&samples, "crew_events_read_total{}"), 3_000);
     assert_eq!(value(&samples, "crew_events_in_flight{}"), 0);
     assert_eq!(value(&samples, "crew_pipeline_ready{}"), 1);
@@ -622,7 +576,7 @@ fn a_second_signal_stops_at_once_and_abandoned_events_are_read_again() {
     run.signal(libc::SIGTERM);
     // Pending signals of one kind merge into one, so the second is sent only
     // once the first has been handled: the pipeline says it is draining.
-    let status = poll_until(|| match get(run.admin(), "/ready") {
+    let status = poll_until(|| match get(run.admin(), "/ready", GUARD) {
         (status, body) if body == "draining\n" => Ok(status),
         (_, body) => Err(format!("never draining: {body}")),
     });
@@ -712,7 +666,7 @@ fn the_exporter_serves_exactly_the_metrics_docs_metrics_md_lists() {
     // Some series appear only once there is something to say (a drop reason,
     // a commit): wait for every documented name, then compare both ways.
     let exported = poll_until(|| {
-        let (status, body) = get(run.admin(), "/metrics");
+        let (status, body) = get(run.admin(), "/metrics", GUARD);
         assert_eq!(status, 200, "{body}");
         let exported = exported_metrics(&samples_of(&body), &body);
         if documented.is_subset(&exported) {
