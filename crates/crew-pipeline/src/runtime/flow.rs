@@ -65,6 +65,10 @@ impl Outcomes {
 pub(crate) struct FlowState {
     pub marks: Watermarks,
     pub in_flight_events: usize,
+    /// Events finished since the last commit was handed to the source: a
+    /// crash now would read them again, so they count against the event
+    /// budget until committed (duplicates stay within the budget).
+    pub uncommitted: usize,
     pub in_flight_bytes: usize,
     pub read: u64,
     pub outcomes: Outcomes,
@@ -128,6 +132,7 @@ impl Flow {
             state: Mutex::new(FlowState {
                 marks: Watermarks::new(per_partition),
                 in_flight_events: 0,
+                uncommitted: 0,
                 in_flight_bytes: 0,
                 read: 0,
                 outcomes: Outcomes::default(),
@@ -227,6 +232,7 @@ impl Flow {
         for d in done {
             state.marks.done(d.partition, d.ticket);
             state.in_flight_events -= 1;
+            state.uncommitted += 1;
             state.in_flight_bytes -= d.bytes;
         }
         state.outcomes.merge(outcomes);

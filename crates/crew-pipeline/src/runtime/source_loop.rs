@@ -241,8 +241,19 @@ impl Pipeline {
             if let Some(cause) = stop_cause(&state) {
                 return Step::Stop(cause);
             }
-            let events_left = budget.max_events.saturating_sub(state.in_flight_events);
+            let events_left = budget
+                .max_events
+                .saturating_sub(state.in_flight_events + state.uncommitted);
             let bytes_left = budget.max_bytes.saturating_sub(state.in_flight_bytes);
+            if events_left == 0 && state.uncommitted > 0 {
+                // Finished events fill the budget: commit them now rather
+                // than at the interval, which frees their share of it.
+                // A failed commit is counted, taken back and retried by the
+                // next one; the run reports the final commit's result.
+                drop(state);
+                let _ = self.commit();
+                return Step::Read;
+            }
             if events_left == 0 || bytes_left == 0 {
                 // The budget is used up: an ack will free some and wake us.
                 // Return after one wait either way, so commits go on while
@@ -404,7 +415,11 @@ impl Pipeline {
             .end_offsets
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = ends.into_iter().collect();
-        let commits = self.flow.lock().marks.take_commits();
+        let commits = {
+            let mut state = self.flow.lock();
+            state.uncommitted = 0;
+            state.marks.take_commits()
+        };
         if commits.is_empty() {
             return None;
         }
@@ -415,6 +430,10 @@ impl Pipeline {
                 self.metrics
                     .commit_errors
                     .fetch_add(1, AtomicOrdering::Relaxed);
+                // `uncommitted` is not restored: a source that keeps
+                // failing would otherwise be asked to commit on every
+                // read. While commits fail, duplicates can exceed the
+                // budget.
                 self.flow.lock().marks.retract(&commits);
                 Some(error.to_string())
             }
