@@ -603,7 +603,8 @@ pub struct Stats {
     pub rejected: u64,
     /// Jobs not run because they waited past their deadline.
     pub expired: u64,
-    /// Jobs not run because they were cancelled before they started.
+    /// Jobs cancelled before they started; for `AsyncPool`, also jobs
+    /// dropped at an await point because they were cancelled while running.
     pub cancelled: u64,
     /// Jobs discarded unrun by `shutdown_now` or `shutdown_timeout`.
     pub abandoned: u64,

@@ -66,6 +66,10 @@ impl<'p> AsyncJobBuilder<'p> {
 
     /// Cancelling `token` stops the job: before it starts it never runs;
     /// while it runs its future is dropped at its current await point.
+    ///
+    /// A job that returns in the same poll as the cancel (one that awaits
+    /// this token itself, say) keeps its value: cancellation only takes a
+    /// job that is still pending.
     pub fn token(mut self, token: CancelToken) -> Self {
         self.options.token = Some(token);
         self
