@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crew::SubmitError;
 use crew::{Pool, SharedHistogram, Tally};
-use crossbeam_channel::{SendTimeoutError, Sender};
+use crossbeam_channel::Sender;
 
 use crate::dead_letter::{push_dead_letter, Failure};
 use crate::event::Event;
@@ -133,17 +133,11 @@ impl Chain {
         }
     }
 
-    /// Hands a finished batch to the sink thread, waiting while its channel
-    /// is full; gives up (the events are abandoned) when the sink thread is
-    /// gone or the drain deadline passes.
-    fn send_to_sink(&self, mut out: Outgoing) {
-        loop {
-            out = match self.sink.send_timeout(out, HAND_OFF_TICK) {
-                Ok(()) => return,
-                Err(SendTimeoutError::Timeout(out)) if !self.flow.past_deadline() => out,
-                Err(_) => return,
-            };
-        }
+    /// Hands a finished batch to the sink thread. Never waits: the channel
+    /// is unbounded, and the in-flight budget bounds what is in it. If the
+    /// sink thread is gone the events are abandoned (never acked).
+    fn send_to_sink(&self, out: Outgoing) {
+        let _ = self.sink.send(out);
     }
 
     fn run(self: &Arc<Self>, index: usize, mut work: Work) {
