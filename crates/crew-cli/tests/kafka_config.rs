@@ -195,6 +195,18 @@ fn a_misspelt_librdkafka_option_is_refused() {
 }
 
 #[test]
+fn a_wrong_typed_librdkafka_option_says_what_is_expected() {
+    let (error, line) = refused("[source.options]", "\"socket.timeout.ms\" = [6000]");
+    assert!(
+        error.starts_with(&format!(
+            ":{line}:23: key `source.options.\"socket.timeout.ms\"`: invalid type: sequence, \
+             expected a librdkafka option value: a string, a number or a boolean"
+        )),
+        "{error}"
+    );
+}
+
+#[test]
 fn the_kafka_examples_tests_pass_and_are_the_pixels_ones() {
     let dir = tempfile::tempdir().unwrap();
     let output = crew(&["test"], &example(), dir.path(), &[]);

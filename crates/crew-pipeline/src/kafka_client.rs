@@ -59,27 +59,41 @@ pub(crate) fn options<'de, D>(deserializer: D) -> Result<BTreeMap<String, String
 where
     D: serde::Deserializer<'de>,
 {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Integer(i64),
-        Float(f64),
-        Bool(bool),
+    let raw = <BTreeMap<String, OptionValue> as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(raw.into_iter().map(|(key, value)| (key, value.0)).collect())
+}
+
+/// One librdkafka option value, as text. A hand-written visitor rather than
+/// an untagged enum, so a wrong type (an array, a table) is refused with a
+/// message that says what is expected, not "did not match any variant".
+struct OptionValue(String);
+
+impl<'de> serde::Deserialize<'de> for OptionValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = OptionValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a librdkafka option value: a string, a number or a boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OptionValue, E> {
+                Ok(OptionValue(v.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<OptionValue, E> {
+                Ok(OptionValue(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<OptionValue, E> {
+                Ok(OptionValue(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<OptionValue, E> {
+                Ok(OptionValue(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<OptionValue, E> {
+                Ok(OptionValue(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Text)
     }
-    let raw = <BTreeMap<String, Scalar> as serde::Deserialize>::deserialize(deserializer)?;
-    Ok(raw
-        .into_iter()
-        .map(|(key, value)| {
-            let value = match value {
-                Scalar::Text(text) => text,
-                Scalar::Integer(n) => n.to_string(),
-                Scalar::Float(x) => x.to_string(),
-                Scalar::Bool(b) => b.to_string(),
-            };
-            (key, value)
-        })
-        .collect())
 }
 
 /// A metric-safe reason for a Kafka error: `kafka_msg_size_too_large`.
