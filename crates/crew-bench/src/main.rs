@@ -13,15 +13,6 @@ use crew_bench::{
     b5, run_suite_with_progress, Impl, Progress, Selection, Statistic, SuiteOptions, Workload,
 };
 
-// The allocator the crew binary ships with, so crew's rows measure what
-// users run (the Rust peers share it; Go keeps its own). mimalloc instead of
-// glibc's malloc: events are allocated on the source thread and freed on
-// workers and the sink thread, and glibc's cross-thread frees and arena
-// locks were ~15% of a stage worker's profile in B7. With mimalloc B7 went
-// from 100 k to 125 k events/s (docs/bench-kafka.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Hidden subcommand through which the suite re-executes itself for B5.
 const B5_CHILD: &str = "__b5-child";
 

@@ -18,8 +18,9 @@ use crate::logging::LogFormat;
 
 // mimalloc instead of glibc's malloc: events are allocated on the source
 // thread and freed on workers and the sink thread, and glibc's cross-thread
-// frees and arena locks were ~15% of a stage worker's profile in B7. With
-// mimalloc B7 went from 100 k to 125 k events/s (docs/bench-kafka.md).
+// frees and arena locks were ~15% of a stage worker's profile in B7. In
+// alternating runs B7 did 79–96 k events/s with glibc and 104–118 k with
+// mimalloc (docs/bench-kafka.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
