@@ -441,7 +441,15 @@ fn check_complete(broker: &Broker, topics: &Topics, input: &Input) -> Vec<usize>
 /// Reads the output and dead-letter topics until they hold every expected
 /// event (a running crew is still writing them); the wait for a run whose
 /// own counters cannot say when it is done (it re-reads an unknown share).
-fn wait_for_everything(broker: &Broker, topics: &Topics, input: &Input) {
+///
+/// On a hang, `survivor` is asked for its state (metrics and log), so the
+/// failure says whether it owned the partitions, was paused, or was stuck.
+fn wait_for_everything(
+    broker: &Broker,
+    topics: &Topics,
+    input: &Input,
+    survivor: impl FnOnce() -> String,
+) {
     let mut missing = input.delivered_ids(|_| true);
     let mut seen = 0;
     broker.read_topic_until(&topics.output, GUARD, |messages| {
@@ -461,12 +469,31 @@ fn wait_for_everything(broker: &Broker, topics: &Topics, input: &Input) {
         seen = messages.len();
         missing_dead.is_empty()
     });
-    assert!(
-        missing.is_empty() && missing_dead.is_empty(),
-        "HANG after {GUARD:?}: {} events never delivered, {} never dead-lettered",
-        missing.len(),
-        missing_dead.len()
-    );
+    if !(missing.is_empty() && missing_dead.is_empty()) {
+        panic!(
+            "HANG after {GUARD:?}: {} events never delivered, {} never dead-lettered\n{}",
+            missing.len(),
+            missing_dead.len(),
+            survivor()
+        );
+    }
+}
+
+impl Crew {
+    /// Its Kafka and flow metrics and its log, for a failure message.
+    fn state(&mut self) -> String {
+        let samples = self.scrape();
+        let metrics: Vec<String> = samples
+            .iter()
+            .filter(|(name, _)| {
+                name.starts_with("crew_kafka_")
+                    || name.starts_with("crew_events_")
+                    || name.starts_with("crew_in_flight")
+            })
+            .map(|(name, value)| format!("{name} {value}"))
+            .collect();
+        format!("metrics:\n{}\nlog:\n{}", metrics.join("\n"), self.log())
+    }
 }
 
 /// A running `crew run`: stdout and stderr read on threads, the admin
@@ -830,8 +857,8 @@ fn after_kill_9_at_a_random_moment_a_restart_delivers_everything_with_duplicates
     let below = below_committed(&input, &committed);
     let committed_lines = (0..input.lines.len()).filter(|&seq| below(seq)).count();
 
-    let second = Crew::start(&config, &broker, &topics);
-    wait_for_everything(&broker, &topics, &input);
+    let mut second = Crew::start(&config, &broker, &topics);
+    wait_for_everything(&broker, &topics, &input, || second.state());
     let (status, stdout, log) = second.terminate();
     assert_eq!(status.code(), Some(0), "{stdout}\n{log}");
     assert_eq!(
@@ -934,7 +961,7 @@ fn two_processes_share_the_partitions_and_one_takes_over_when_the_other_is_kille
     // The rest lands on every partition, `b`'s former ones too.
     input.produce(&broker, &topics.input, SECOND..EVENTS);
     input.locate(&broker, &topics.input);
-    wait_for_everything(&broker, &topics, &input);
+    wait_for_everything(&broker, &topics, &input, || a.state());
     assert_eq!(
         assigned(&a.scrape()),
         u64::from(PARTITIONS),
