@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod common;
 
@@ -47,20 +47,10 @@ const PARTITIONS: u32 = 8;
 /// bound on duplicates is far below the input, so exceeding it is possible.
 const SMALL_BUDGET: u64 = 2_000;
 
-/// Asks `probe` until it answers `Ok`, failing with its last `Err` (what it
-/// saw) after [`GUARD`]. A condition poll, not a timed wait: it ends on the
-/// answer, whatever the machine's load; the pause between looks only spares
-/// the CPU.
+/// [`common::poll_until`] with this file's [`GUARD`].
 #[track_caller]
-fn poll_until<T>(mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + GUARD;
-    loop {
-        match probe() {
-            Ok(answer) => return answer,
-            Err(seen) if Instant::now() >= deadline => panic!("HANG after {GUARD:?}: {seen}"),
-            Err(_) => thread::sleep(Duration::from_millis(50)),
-        }
-    }
+fn poll_until<T>(probe: impl FnMut() -> Result<T, String>) -> T {
+    common::poll_until(GUARD, probe)
 }
 
 fn example() -> PathBuf {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crew_pipeline::sources::{GeneratorConfig, PixelsEvents};
 
@@ -27,19 +27,10 @@ use common::{get, samples_of};
 /// The longest any wait in these tests may take before it fails.
 const GUARD: Duration = Duration::from_secs(120);
 
-/// Asks `probe` until it answers `Ok`, failing with its last `Err` (what it
-/// saw) after [`GUARD`]. A condition poll, not a timed wait: it ends on the
-/// answer, whatever the machine's load; the pause only spares the CPU.
+/// [`common::poll_until`] with this file's [`GUARD`].
 #[track_caller]
-fn poll_until<T>(mut probe: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + GUARD;
-    loop {
-        match probe() {
-            Ok(answer) => return answer,
-            Err(seen) if Instant::now() >= deadline => panic!("HANG: {seen}"),
-            Err(_) => thread::sleep(Duration::from_millis(20)),
-        }
-    }
+fn poll_until<T>(probe: impl FnMut() -> Result<T, String>) -> T {
+    common::poll_until(GUARD, probe)
 }
 
 fn workspace() -> PathBuf {

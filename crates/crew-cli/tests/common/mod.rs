@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One HTTP/1.1 GET on a fresh connection, reading until the server closes
 /// it (at most `timeout` per read): the status and the body.
@@ -74,4 +74,20 @@ pub fn documented_in(docs: &str) -> BTreeMap<String, String> {
             valid.then(|| (name.to_owned(), kind.to_owned()))
         })
         .collect()
+}
+
+/// Asks `probe` until it answers `Ok`, failing with its last `Err` (what it
+/// saw) after `guard`. A condition poll, not a timed wait: it ends on the
+/// answer, whatever the machine's load; the pause between looks only spares
+/// the CPU.
+#[track_caller]
+pub fn poll_until<T>(guard: Duration, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + guard;
+    loop {
+        match probe() {
+            Ok(answer) => return answer,
+            Err(seen) if Instant::now() >= deadline => panic!("HANG after {guard:?}: {seen}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
