@@ -234,6 +234,7 @@ impl WorkerBook {
     }
 
     /// True while worker `id` has not left.
+    #[cfg(not(loom))]
     pub(crate) fn contains(&self, id: usize) -> bool {
         self.live.iter().any(|(w, _)| *w == id)
     }

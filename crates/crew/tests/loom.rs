@@ -284,6 +284,48 @@ fn park_unpark_two_workers() {
     });
 }
 
+/// `pause` is a barrier: a job submitted after it returns does not start
+/// until `resume`, even when the worker had checked the pause just before
+/// and was taking from the queue meanwhile (it gives the job back). After
+/// `resume`, the job runs without help from a shutdown.
+#[test]
+fn pause_holds_jobs_queued_after_it() {
+    check(3, || {
+        let pool = pool(1, 2);
+        let log = Log::new(1);
+        let latch = Latch::new();
+        pool.pause();
+        pool.submit(latched(&log, 0, &latch)).unwrap();
+        assert_eq!(log.ran(0), 0, "a job started after pause returned");
+        assert_eq!(pool.stats().queued, 1);
+        pool.resume();
+        latch.wait_for(1);
+        pool.shutdown();
+        assert_eq!(log.ran(0), 1);
+        assert_eq!(log.dropped(0), 1);
+    });
+}
+
+/// `shutdown_now` on a paused pool races the worker giving back a job it
+/// took as the pool paused: the job is dropped unrun exactly once, counted
+/// as abandoned, and never started after the pause.
+#[test]
+fn shutdown_now_races_a_job_given_back() {
+    check(3, || {
+        let pool = pool(1, 2);
+        let log = Log::new(1);
+        pool.pause();
+        pool.submit(tracked(&log, 0)).unwrap();
+        pool.shutdown_now();
+        // Waits for the worker to exit and joins it.
+        pool.shutdown();
+        assert_eq!(log.ran(0), 0, "a job started after pause returned");
+        assert_eq!(log.dropped(0), 1);
+        let stats = pool.stats();
+        assert_eq!((stats.abandoned, stats.queued), (1, 0));
+    });
+}
+
 /// A cell written by a job and read by the caller once the job is known to
 /// be done; loom reports a read that does not happen after the write.
 struct Cell(loom::cell::UnsafeCell<u32>);

@@ -211,8 +211,10 @@ impl AsyncPool {
     }
 
     /// Stops workers from starting queued jobs; running jobs go on.
-    /// Submissions still queue (and wait once the queue is full). Has no
-    /// effect once a shutdown has begun.
+    /// Once it returns no job starts until [`resume`](Self::resume), so the
+    /// queue holds still: a job a worker was taking at that moment goes
+    /// back to the head of the queue. Submissions still queue (and wait
+    /// once the queue is full). Has no effect once a shutdown has begun.
     pub fn pause(&self) {
         let shared = self.shared();
         shared.set_state(PAUSED);

@@ -79,7 +79,7 @@ pub(crate) async fn run(mut me: Presence) {
         if state & DISCARD != 0 {
             shared.intake.discard_queued();
         } else if state & PAUSED == 0 {
-            if let Some(task) = shared.intake.queue.take(false) {
+            if let Some(task) = shared.intake.take_to_start(false) {
                 if searching {
                     // Found work: if more is queued, the next worker is
                     // woken, so wake-ups follow the backlog.

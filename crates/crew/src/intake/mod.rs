@@ -184,6 +184,39 @@ impl<J: Laned> Intake<J> {
         }
     }
 
+    /// Takes a task for a worker to start, unless the pool is paused or
+    /// discarding.
+    ///
+    /// A worker checks the state before taking, so one that read it just
+    /// before a `pause` may be taking a task right now; `pause` promises
+    /// that no job starts once it has returned (a caller may count on the
+    /// queue staying full, or on nothing running). Such a task goes back to
+    /// the head of the queue, still holding its slot. Likewise a task taken
+    /// as a `shutdown_now` begins is dropped with the rest of the queue
+    /// rather than started.
+    #[inline]
+    pub(crate) fn take_to_start(&self, oversubscribed: bool) -> Option<Task<J>> {
+        let task = self.queue.take(oversubscribed)?;
+        if self.state() & (PAUSED | DISCARD) == 0 {
+            return Some(task);
+        }
+        self.give_back(task);
+        None
+    }
+
+    #[cold]
+    fn give_back(&self, task: Task<J>) {
+        // Under the discard lock: either a discarding shutdown's sweep comes
+        // after this and finds the task, or this sees the shutdown.
+        let _discarding = lock(&self.discard_lock);
+        if self.state() & DISCARD != 0 {
+            self.queue.release_taken();
+            self.discard(task);
+        } else {
+            self.queue.give_back(task);
+        }
+    }
+
     /// Drops every task in the queue unrun (shutdown without drain).
     ///
     /// Workers and the shutdown call both do this; the lock makes the

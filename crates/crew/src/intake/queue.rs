@@ -99,6 +99,13 @@ struct ProducerSide {
 
 pub(crate) struct Queue<T> {
     storage: Storage<T>,
+    /// Tasks a worker took just as the pool paused and gave back unstarted
+    /// (see [`give_back`](Self::give_back)). Taken before `storage`, so they
+    /// keep their place at the head of the queue. Rare, so a locked deque.
+    returned: Mutex<std::collections::VecDeque<T>>,
+    /// `returned`'s length, so that takes look at the lock only when it
+    /// holds something.
+    returned_len: AtomicUsize,
     /// When workers far outnumber CPUs, they take jobs one at a
     /// time. crossbeam's queues spin, without yielding, while a push they can
     /// see is half-done; with hundreds of workers on two cores, a producer
@@ -129,6 +136,8 @@ impl<T> Queue<T> {
     pub(crate) fn new(capacity: Option<usize>) -> Self {
         Queue {
             storage: Storage::new(capacity),
+            returned: Mutex::new(std::collections::VecDeque::new()),
+            returned_len: AtomicUsize::new(0),
             take_lock: Mutex::new(()),
             producers: CachePadded::new(ProducerSide {
                 accepted: AtomicUsize::new(0),
@@ -267,6 +276,11 @@ impl<T> Queue<T> {
     /// neither queued nor running (`wait_idle` would return too early).
     #[inline]
     pub(crate) fn take(&self, oversubscribed: bool) -> Option<T> {
+        if self.returned_len.load(Ordering::SeqCst) != 0 {
+            if let Some(task) = self.take_returned() {
+                return Some(task);
+            }
+        }
         if !oversubscribed {
             return self.storage.pop();
         }
@@ -276,6 +290,23 @@ impl<T> Queue<T> {
         }
         let _taking = lock(&self.take_lock);
         self.storage.pop()
+    }
+
+    /// Puts back, at the head of the queue, a task obtained with
+    /// [`take`](Self::take) that its worker must not start after all. Its
+    /// slot was never released, so it stays counted as queued.
+    pub(crate) fn give_back(&self, task: T) {
+        let mut returned = lock(&self.returned);
+        returned.push_front(task);
+        self.returned_len.store(returned.len(), Ordering::SeqCst);
+    }
+
+    #[cold]
+    fn take_returned(&self) -> Option<T> {
+        let mut returned = lock(&self.returned);
+        let task = returned.pop_front();
+        self.returned_len.store(returned.len(), Ordering::SeqCst);
+        task
     }
 
     /// Frees the slots of `n` accepted jobs dropped unrun without passing
@@ -297,9 +328,10 @@ impl<T> Queue<T> {
         self.release(1);
     }
 
-    /// True when no task is in storage (lanes may still hold parked jobs).
+    /// True when no task is in storage or given back (lanes may still hold
+    /// parked jobs).
     pub(crate) fn is_empty(&self) -> bool {
-        self.storage.is_empty()
+        self.storage.is_empty() && self.returned_len.load(Ordering::SeqCst) == 0
     }
 
     #[inline]

@@ -256,8 +256,22 @@ impl Pool {
     }
 
     /// Stops workers from starting queued jobs; running jobs finish.
-    /// Submissions still queue (and block once the queue is full). Has no
-    /// effect once a shutdown has begun: a shutdown never waits on a pause.
+    /// Once it returns no job starts until [`resume`](Self::resume), so the
+    /// queue holds still: a job a worker was taking at that moment goes
+    /// back to the head of the queue. Submissions still queue (and block
+    /// once the queue is full). Has no effect once a shutdown has begun: a
+    /// shutdown never waits on a pause.
+    ///
+    /// ```
+    /// let pool = crew::Pool::builder().workers(1).queue_capacity(1).build();
+    /// pool.pause();
+    /// pool.submit(|| ()).unwrap();
+    /// // The queued job holds the only slot until the pool resumes.
+    /// assert!(pool.try_submit(|| ()).is_err());
+    /// pool.resume();
+    /// pool.wait_idle();
+    /// assert_eq!(pool.stats().completed, 1);
+    /// ```
     pub fn pause(&self) {
         let shared = self.shared();
         shared.set_state(PAUSED);

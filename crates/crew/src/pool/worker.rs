@@ -113,7 +113,7 @@ impl Worker<'_> {
             } else if state & PAUSED == 0 {
                 let oversubscribed = shared.headcount.live.load(Ordering::Relaxed)
                     > OVERSUBSCRIBED_PER_CPU * shared.config.cpus;
-                if let Some(task) = shared.intake.queue.take(oversubscribed) {
+                if let Some(task) = shared.intake.take_to_start(oversubscribed) {
                     self.idle_since = None;
                     self.stats.set_busy(true);
                     shared.intake.queue.release_taken();
