@@ -16,6 +16,7 @@
 
 pub mod acks;
 mod component_error;
+pub mod concurrency;
 mod dead_letter;
 mod event;
 #[cfg(feature = "kafka")]
