@@ -9,11 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use crew_pipeline::sources::{GeneratorConfig, PixelsEvents};
 
 mod common;
 
-use common::{get, samples_of};
+use common::{crew, get, samples_of, Running};
 
 /// The longest any wait in these tests may take before it fails.
 const GUARD: Duration = Duration::from_secs(120);
@@ -37,99 +37,9 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn crew() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_crew"));
-    command
-        .env_remove("CREW_EVENTS")
-        .env_remove("PIXELS_SALT")
-        .env_remove("RUST_LOG");
-    command
-}
-
-/// A running `crew run`, its stderr read on a thread: the admin address is
-/// picked from its log, and the rest is kept for failure messages.
-struct Running {
-    child: Child,
-    admin: Option<SocketAddr>,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Running {
-    /// Starts `crew run FILE --admin 127.0.0.1:0` in `dir` and waits for the
-    /// admin address in its log.
-    fn start(dir: &Path, file: &Path, env: &[(&str, &str)], stdin: Stdio) -> Running {
-        let mut command = crew();
-        command
-            .args(["--log-format", "json", "run"])
-            .arg(file)
-            .args(["--admin", "127.0.0.1:0"])
-            .current_dir(dir)
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("crew starts");
-        let (admin, stderr) = watch_stderr(child.stderr.take().expect("piped"));
-        let admin = admin.recv_timeout(GUARD).ok();
-        Running {
-            child,
-            admin,
-            stderr,
-        }
-    }
-
-    fn admin(&self) -> SocketAddr {
-        self.admin.expect("crew logged its admin address")
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits");
-        // SAFETY: kill(2) with a pid this test spawned and has not reaped.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill failed");
-    }
-
-    /// Waits for the exit (under the guard); returns the status, stdout and
-    /// stderr.
-    fn finish(mut self) -> (ExitStatus, String, String) {
-        let mut stdout = self.child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stdout.read_to_string(&mut text);
-            let _ = tx.send(text);
-        });
-        let stdout = match rx.recv_timeout(GUARD) {
-            Ok(text) => text,
-            Err(_) => {
-                let _ = self.child.kill();
-                panic!("HANG: crew did not exit within {GUARD:?}");
-            }
-        };
-        let status = self.child.wait().expect("crew is reaped");
-        let stderr: String = self.stderr.try_iter().collect();
-        (status, stdout, stderr)
-    }
-}
-
-/// Reads stderr lines on a thread; sends the admin address once it shows.
-fn watch_stderr(stderr: ChildStderr) -> (mpsc::Receiver<SocketAddr>, mpsc::Receiver<String>) {
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let (lines_tx, lines_rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                if let Ok(addr) = addr.parse() {
-                    let _ = addr_tx.send(addr);
-                }
-            }
-            let _ = lines_tx.send(line + "\n");
-        }
-    });
-    (addr_rx, lines_rx)
+/// `crew run FILE` in `dir` under this file's [`GUARD`].
+fn start_crew(dir: &Path, file: &Path, env: &[(&str, &str)], stdin: Stdio) -> Running {
+    Running::start(dir, file, env, stdin, GUARD)
 }
 
 /// Parses a `/metrics` body into `name{labels}` → value, the label pairs
@@ -195,7 +105,7 @@ fn event_ids<'a>(lines: impl IntoIterator<Item = &'a String>) -> Vec<String> {
 #[test]
 fn the_example_accounts_for_every_event_and_writes_where_it_says() {
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(
+    let run = start_crew(
         dir.path(),
         &workspace().join("examples/pixels.toml"),
         &[("CREW_EVENTS", "20000")],
@@ -277,7 +187,7 @@ fn metrics_scraped_mid_run_parse_and_match_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("scraped.toml");
     fs::write(&config, STDIN_PIPELINE).unwrap();
-    let mut run = Running::start(dir.path(), &config, &[], Stdio::piped());
+    let mut run = start_crew(dir.path(), &config, &[], Stdio::piped());
     let admin = run.admin();
     assert_eq!(get(admin, "/health", GUARD), (200, "ok\n".to_owned()));
 
@@ -497,7 +407,7 @@ fn sigterm_drains_then_a_second_run_resumes_from_the_checkpoint_with_nothing_los
     let fifo = dir.path().join("first.fifo");
     mkfifo(&fifo);
     let lines = read_fifo(fifo.clone());
-    let run = Running::start(
+    let run = start_crew(
         dir.path(),
         &file_pipeline(dir.path(), &fifo, "60s"),
         &[],
@@ -522,7 +432,7 @@ fn sigterm_drains_then_a_second_run_resumes_from_the_checkpoint_with_nothing_los
     assert_eq!(s["delivered"], first.len() as u64);
 
     let second_out = dir.path().join("second.ndjson");
-    let run = Running::start(
+    let run = start_crew(
         dir.path(),
         &file_pipeline(dir.path(), &second_out, "60s"),
         &[],
@@ -547,7 +457,7 @@ fn a_second_signal_stops_at_once_and_abandoned_events_are_read_again() {
     let fifo = dir.path().join("first.fifo");
     mkfifo(&fifo);
     let lines = read_fifo(fifo.clone());
-    let run = Running::start(
+    let run = start_crew(
         dir.path(),
         &file_pipeline(dir.path(), &fifo, "10m"),
         &[],
@@ -591,7 +501,7 @@ fn a_second_signal_stops_at_once_and_abandoned_events_are_read_again() {
     }
 
     let second_out = dir.path().join("second.ndjson");
-    let run = Running::start(
+    let run = start_crew(
         dir.path(),
         &file_pipeline(dir.path(), &second_out, "60s"),
         &[],
@@ -605,14 +515,15 @@ fn a_second_signal_stops_at_once_and_abandoned_events_are_read_again() {
 }
 
 /// The metric names docs/metrics.md lists (the first column of its tables)
-/// that a pipeline without Kafka serves: all but the `crew_kafka_` ones,
-/// which come only with a Kafka component (so serving one here fails the
-/// comparison; the exporter's unit tests check the Kafka families).
+/// that a pipeline without Kafka or HTTP serves: all but the `crew_kafka_`
+/// and `crew_http_sink_` ones, which come only with such a component (so
+/// serving one here fails the comparison; the exporter's unit tests check
+/// those families).
 fn documented_metrics() -> BTreeSet<String> {
     let docs = fs::read_to_string(workspace().join("docs/metrics.md")).unwrap();
     common::documented_in(&docs)
         .into_keys()
-        .filter(|name| !name.starts_with("crew_kafka_"))
+        .filter(|name| !name.starts_with("crew_kafka_") && !name.starts_with("crew_http_sink_"))
         .collect()
 }
 
@@ -643,7 +554,7 @@ fn exported_metrics(samples: &BTreeMap<String, f64>, histograms: &str) -> BTreeS
 #[test]
 fn the_exporter_serves_exactly_the_metrics_docs_metrics_md_lists() {
     let dir = tempfile::tempdir().unwrap();
-    let run = Running::start(
+    let run = start_crew(
         dir.path(),
         &workspace().join("examples/pixels.toml"),
         &[("CREW_EVENTS", "100000000")],
@@ -764,7 +675,7 @@ fn an_admin_client_that_never_finishes_its_request_does_not_keep_crew_alive() {
         .unwrap();
     let config = dir.path().join("scraped.toml");
     fs::write(&config, STDIN_PIPELINE).unwrap();
-    let mut run = Running::start(dir.path(), &config, &[], Stdio::piped());
+    let mut run = start_crew(dir.path(), &config, &[], Stdio::piped());
     // Half a request, and the connection held open until the test ends.
     let mut stuck = TcpStream::connect(run.admin()).unwrap();
     stuck.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();

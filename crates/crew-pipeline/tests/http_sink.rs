@@ -371,7 +371,7 @@ fn bad_settings_are_refused_naming_the_field() {
             "uri = \"ftp://example.com/\"",
             "the scheme must be http or https, not ftp",
         ),
-        ("uri = \"not a url\"", "`uri` \"not a url\" is not a URL"),
+        ("uri = \"not a url\"", "`uri` is not a URL"),
         (
             "uri = \"http://h/\"\nmax_events = 0",
             "`max_events` must be at least 1",
@@ -502,4 +502,36 @@ fn in_a_pipeline_refused_events_are_dead_lettered_and_the_rest_delivered() {
             .map(|(partition, offsets)| (partition, *offsets.iter().max().unwrap()))
             .collect();
     assert_eq!(committed, ends);
+}
+
+/// With `concurrency = 1` a retried request keeps its slot through its
+/// backoff, so the next request cannot overtake it: records arrive in the
+/// order they were written.
+#[test]
+fn a_fixed_limit_of_one_keeps_the_order_through_retries() {
+    let answered = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&answered);
+    // Every third answer is a 503: most requests are retried once.
+    let server = Server::start(move |_, _| {
+        if counter.fetch_add(1, Ordering::SeqCst) % 3 == 0 {
+            (StatusCode::SERVICE_UNAVAILABLE, "busy".to_owned())
+        } else {
+            (StatusCode::OK, String::new())
+        }
+    });
+    let mut sink = HttpSink::new(config(
+        &server,
+        "max_events = 10\nconcurrency = 1\nretry = { max_attempts = 5, initial_backoff = \"20ms\", max_backoff = \"20ms\" }",
+    ))
+    .unwrap();
+    for round in 0..5 {
+        sink.write(&batch(round * 20..(round + 1) * 20)).unwrap();
+    }
+    sink.flush().unwrap();
+    assert!(sink.stats().retries() > 0);
+    assert_eq!(
+        server.accepted_records(),
+        expected(0..100),
+        "in write order"
+    );
 }

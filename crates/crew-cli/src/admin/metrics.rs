@@ -3,24 +3,26 @@
 //! pipeline's own atomics and histograms are the source of every value, so
 //! the hot path pays nothing for the exporter.
 //!
-//! Kafka components keep counters of their own (assignments, rebalances,
-//! deliveries); `crew run` hands their shared handles over from wiring
-//! ([`ComponentStats`]), and a second collector reads them at scrape time.
-//! Their families are served only when such a component is configured: a
-//! pipeline without Kafka has no `crew_kafka_` series at all.
+//! Kafka components and HTTP sinks keep counters of their own
+//! (assignments, rebalances, deliveries; requests and the concurrency
+//! limit); `crew run` hands their shared handles over from wiring
+//! ([`ComponentStats`]), and a collector per kind reads them at scrape
+//! time. Their families are served only when such a component is
+//! configured: a pipeline without Kafka has no `crew_kafka_` series at all,
+//! one without an HTTP sink no `crew_http_sink_` series.
 //!
 //! The names are the ones in `docs/metrics.md`; the test
 //! `the_exporter_serves_exactly_the_metrics_docs_metrics_md_lists` in
-//! `tests/run.rs` checks that the two agree for a pipeline without Kafka,
-//! and `the_kafka_families_are_the_documented_ones` below for the Kafka
-//! section.
+//! `tests/run.rs` checks that the two agree for a pipeline without either,
+//! and `the_kafka_families_are_the_documented_ones` and
+//! `the_http_families_are_the_documented_ones` below for those sections.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crew_pipeline::sinks::KafkaSinkStats;
+use crew_pipeline::sinks::{HttpSinkStats, KafkaSinkStats};
 use crew_pipeline::sources::KafkaSourceStats;
 use crew_pipeline::{Phase, PipelineHandle, Snapshot};
 use prometheus_client::collector::Collector;
@@ -43,10 +45,10 @@ const BUCKETS_SECONDS: [f64; 24] = [
 /// One sample's own labels (the `pipeline` label is the registry's).
 type Labels = Vec<(&'static str, String)>;
 
-/// Builds the registry `/metrics` encodes: the pipeline's collector, and
-/// the Kafka one when `components` (by role: `source`, `sink`,
-/// `dead_letter`) hold Kafka counters, with `pipeline` as a constant label
-/// on every series.
+/// Builds the registry `/metrics` encodes: the pipeline's collector, the
+/// Kafka one when `components` (by role: `source`, `sink`, `dead_letter`)
+/// hold Kafka counters, and the HTTP one when they hold an HTTP sink's,
+/// with `pipeline` as a constant label on every series.
 pub fn registry(
     pipeline: &str,
     handle: PipelineHandle,
@@ -58,6 +60,9 @@ pub fn registry(
     registry.register_collector(Box::new(PipelineCollector { handle }));
     if let Some(kafka) = KafkaCollector::of(components) {
         registry.register_collector(Box::new(kafka));
+    }
+    if let Some(http) = HttpCollector::of(components) {
+        registry.register_collector(Box::new(http));
     }
     registry
 }
@@ -311,6 +316,7 @@ impl KafkaCollector {
                 ComponentStats::KafkaSink(stats) => {
                     collector.sinks.push((role, Arc::clone(stats)));
                 }
+                ComponentStats::HttpSink(_) => {}
             }
         }
         (collector.source.is_some() || !collector.sinks.is_empty()).then_some(collector)
@@ -407,6 +413,126 @@ fn encode_kafka_sinks(
     )
 }
 
+/// Reads the HTTP sinks' own counters and concurrency limits at scrape
+/// time.
+#[derive(Debug)]
+struct HttpCollector {
+    /// By role: `sink`, `dead_letter`.
+    sinks: Vec<(&'static str, Arc<HttpSinkStats>)>,
+}
+
+impl HttpCollector {
+    /// The collector of `components`' HTTP sinks; `None` without any.
+    fn of(components: &[(&'static str, ComponentStats)]) -> Option<HttpCollector> {
+        let sinks: Vec<_> = components
+            .iter()
+            .filter_map(|(role, stats)| match stats {
+                ComponentStats::HttpSink(stats) => Some((*role, Arc::clone(stats))),
+                _ => None,
+            })
+            .collect();
+        (!sinks.is_empty()).then_some(HttpCollector { sinks })
+    }
+}
+
+impl Collector for HttpCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut out = Families {
+            encoder: &mut encoder,
+        };
+        encode_http_sinks(&mut out, &self.sinks)
+    }
+}
+
+fn encode_http_sinks(
+    out: &mut Families<'_, '_>,
+    sinks: &[(&'static str, Arc<HttpSinkStats>)],
+) -> Result<(), fmt::Error> {
+    // One read of each limiter, so that a scrape's limit, in-flight count
+    // and counters are of the same moment.
+    let limits: Vec<_> = sinks
+        .iter()
+        .map(|(role, stats)| (*role, stats.concurrency()))
+        .collect();
+    let sink = |role: &str| vec![("sink", role.to_owned())];
+    let with = |role: &str, name: &'static str, value: &str| {
+        vec![("sink", role.to_owned()), (name, value.to_owned())]
+    };
+    out.gauge(
+        "crew_http_sink_concurrency_limit",
+        "Requests the sink may have in flight now (fixed, or set by the adaptive controller).",
+        limits.iter().map(|(r, l)| (sink(r), l.limit as f64)),
+    )?;
+    out.gauge(
+        "crew_http_sink_in_flight_requests",
+        "Requests holding a concurrency slot now (sent, awaiting their answer).",
+        limits.iter().map(|(r, l)| (sink(r), l.in_flight as f64)),
+    )?;
+    out.gauge(
+        "crew_http_sink_pending_requests",
+        "Requests started and not finished, those waiting to be retried included.",
+        sinks
+            .iter()
+            .map(|(r, s)| (sink(r), s.in_flight_requests() as f64)),
+    )?;
+    out.counter(
+        "crew_http_sink_limit_changes",
+        "Moves of the adaptive concurrency limit, by direction (increase or decrease).",
+        limits.iter().flat_map(|(r, l)| {
+            [
+                (with(r, "direction", "increase"), l.increases),
+                (with(r, "direction", "decrease"), l.decreases),
+            ]
+        }),
+    )?;
+    out.counter(
+        "crew_http_sink_backpressure",
+        "Answers that said the service is overloaded (429, 503, 408, a timeout, a refused connection).",
+        limits.iter().map(|(r, l)| (sink(r), l.backpressure)),
+    )?;
+    out.gauge(
+        "crew_http_sink_rtt_mean_seconds",
+        "The adaptive controller's long-run (EWMA) mean round-trip time.",
+        limits
+            .iter()
+            .filter_map(|(r, l)| Some((sink(r), l.rtt_mean?.as_secs_f64()))),
+    )?;
+    out.counter(
+        "crew_http_sink_attempts",
+        "Requests sent, retries included, by result (success, client_error, server_error, transport_error).",
+        sinks.iter().flat_map(|(r, s)| {
+            [
+                (with(r, "result", "success"), s.succeeded()),
+                (with(r, "result", "client_error"), s.client_errors()),
+                (with(r, "result", "server_error"), s.server_errors()),
+                (with(r, "result", "transport_error"), s.transport_errors()),
+            ]
+        }),
+    )?;
+    out.counter(
+        "crew_http_sink_retries",
+        "Requests sent again after a retriable failure.",
+        sinks.iter().map(|(r, s)| (sink(r), s.retries())),
+    )?;
+    out.counter(
+        "crew_http_sink_records",
+        "Records by outcome: delivered (answered 2xx) or refused (a 4xx: dead-lettered).",
+        sinks.iter().flat_map(|(r, s)| {
+            [
+                (with(r, "outcome", "delivered"), s.delivered()),
+                (with(r, "outcome", "refused"), s.refused()),
+            ]
+        }),
+    )?;
+    let latencies: Vec<(&str, crew::Histogram)> =
+        sinks.iter().map(|(r, s)| (*r, s.latency())).collect();
+    out.histogram(
+        "crew_http_sink_request_seconds",
+        "Time of one attempt, from sending to its answer or error.",
+        latencies.iter().map(|(r, h)| (sink(r), h)),
+    )
+}
+
 fn by_reason(
     counts: &std::collections::BTreeMap<String, u64>,
 ) -> impl Iterator<Item = (Labels, u64)> + '_ {
@@ -500,12 +626,17 @@ mod tests {
 
     /// The rows of docs/metrics.md's "Kafka" section: name to type.
     fn documented_kafka() -> BTreeMap<String, String> {
+        documented_section("Kafka")
+    }
+
+    /// The rows of the docs/metrics.md section `## {title}`: name to type.
+    fn documented_section(title: &str) -> BTreeMap<String, String> {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
         let docs = std::fs::read_to_string(path).unwrap();
         let section = docs
-            .split("\n## Kafka\n")
+            .split(&format!("\n## {title}\n"))
             .nth(1)
-            .expect("docs/metrics.md has a Kafka section");
+            .unwrap_or_else(|| panic!("docs/metrics.md has a {title} section"));
         let section = section.split("\n## ").next().unwrap_or_default();
         section
             .lines()
@@ -588,6 +719,92 @@ mod tests {
             !served.contains_key("crew_kafka_assigned_partitions"),
             "no consumer families without a Kafka source: {served:?}"
         );
+    }
+
+    fn http_registry(components: &[(&'static str, ComponentStats)]) -> Option<String> {
+        let collector = HttpCollector::of(components)?;
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(collector));
+        Some(encode(&registry).unwrap())
+    }
+
+    /// A sink that was never asked to send: nothing connects before the
+    /// first write.
+    fn idle_http_sink(extra: &str) -> crew_pipeline::sinks::HttpSink {
+        let config: crew_pipeline::sinks::HttpSinkConfig =
+            toml::from_str(&format!("uri = \"http://127.0.0.1:1/events\"\n{extra}")).unwrap();
+        crew_pipeline::sinks::HttpSink::new(config).unwrap()
+    }
+
+    #[test]
+    fn the_http_families_are_the_documented_ones() {
+        let documented = documented_section("HTTP sink");
+        assert!(documented.len() >= 9, "{documented:?}");
+        assert!(documented
+            .keys()
+            .all(|name| name.starts_with("crew_http_sink_")));
+        let sink = idle_http_sink("concurrency = 8");
+        let dead = idle_http_sink("");
+        let text = http_registry(&[
+            ("sink", ComponentStats::HttpSink(sink.stats())),
+            ("dead_letter", ComponentStats::HttpSink(dead.stats())),
+        ])
+        .unwrap();
+        assert_eq!(families(&text), documented);
+        // Each role has its own series, and the limit is each sink's own:
+        // fixed at 8, or the adaptive controller's starting limit.
+        assert!(
+            text.contains("crew_http_sink_concurrency_limit{sink=\"sink\"} 8.0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("crew_http_sink_concurrency_limit{sink=\"dead_letter\"} 1.0\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "crew_http_sink_limit_changes_total{sink=\"sink\",direction=\"decrease\"} 0\n"
+        ));
+        assert!(text.contains(
+            "crew_http_sink_attempts_total{sink=\"dead_letter\",result=\"transport_error\"} 0\n"
+        ));
+        assert!(
+            text.contains("crew_http_sink_records_total{sink=\"sink\",outcome=\"refused\"} 0\n")
+        );
+        assert!(text.contains("crew_http_sink_request_seconds_count{sink=\"sink\"} 0\n"));
+        // No round trip yet: no mean to report, rather than a made-up 0.
+        assert!(!text.contains("crew_http_sink_rtt_mean_seconds{"), "{text}");
+    }
+
+    #[test]
+    fn http_families_come_with_http_sinks_only() {
+        assert!(http_registry(&[]).is_none());
+        let kafka_only = [(
+            "sink",
+            ComponentStats::KafkaSink(Arc::new(KafkaSinkStats::default())),
+        )];
+        assert!(http_registry(&kafka_only).is_none());
+        let sink = idle_http_sink("");
+        let text = http_registry(&[
+            (
+                "source",
+                ComponentStats::KafkaSource(Arc::new(KafkaSourceStats::default())),
+            ),
+            ("dead_letter", ComponentStats::HttpSink(sink.stats())),
+        ])
+        .unwrap();
+        assert!(
+            families(&text)
+                .keys()
+                .all(|name| name.starts_with("crew_http_sink_")),
+            "{text}"
+        );
+        assert!(
+            !text.contains("sink=\"sink\""),
+            "only the dead-letter sink: {text}"
+        );
+        // And the Kafka collector leaves HTTP sinks to this one.
+        let kafka = kafka_registry(&[("sink", ComponentStats::HttpSink(sink.stats()))]);
+        assert!(kafka.is_none());
     }
 
     #[test]

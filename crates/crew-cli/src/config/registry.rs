@@ -3,8 +3,8 @@
 //!
 //! A new component is one variant here, one arm in its `parse`, and one in
 //! each of `describe` and `open`/`build`. A component that keeps counters of
-//! its own (Kafka's) hands them out of `open` as a [`ComponentStats`], for
-//! the exporter.
+//! its own (Kafka's, the HTTP sink's) hands them out of `open` as a
+//! [`ComponentStats`], for the exporter.
 
 use std::fs::{Metadata, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use crew_pipeline::sinks::{
-    Blackhole, FileSink, FileSinkConfig, KafkaSink, KafkaSinkConfig, KafkaSinkStats, StdoutConfig,
-    StdoutSink,
+    Blackhole, FileSink, FileSinkConfig, HttpMethod, HttpSink, HttpSinkConfig, HttpSinkStats,
+    KafkaSink, KafkaSinkConfig, KafkaSinkStats, StdoutConfig, StdoutSink,
 };
 use crew_pipeline::sources::{
     FileSource, FileSourceConfig, Generator, GeneratorConfig, KafkaSource, KafkaSourceConfig,
@@ -40,12 +40,17 @@ pub(crate) const SOURCE_TYPES: &[&str] = &["generator", "file", "stdin", "kafka"
 pub(crate) const STAGE_TYPES: &[&str] = &["parse_json", "validate", "filter", "edit", "remap"];
 /// The sink types, as written in `[sink] type = ...` and
 /// `[dead_letter] type = ...`.
-pub(crate) const SINK_TYPES: &[&str] = &["file", "stdout", "blackhole", "kafka"];
+pub(crate) const SINK_TYPES: &[&str] = &["file", "stdout", "blackhole", "kafka", "http"];
 
 /// A file sink's `buffer_bytes` over this is refused when the sink opens
 /// (crew-pipeline's limit, repeated so `validate` finds it without opening
 /// the file for writing).
 const MAX_SINK_BUFFER_BYTES: usize = 1 << 30;
+
+/// The longest duration an HTTP sink setting may have, as for the
+/// pipeline's own durations: the sink's runtime adds them to the current
+/// time, and no wait longer than a day is useful.
+const MAX_HTTP_DURATION: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// Where a table came from, to pass to [`deserialize`].
 pub(crate) struct At<'a, 'i> {
@@ -83,6 +88,9 @@ pub enum ComponentStats {
     KafkaSource(Arc<KafkaSourceStats>),
     /// A Kafka sink's (or dead-letter sink's) deliveries.
     KafkaSink(Arc<KafkaSinkStats>),
+    /// An HTTP sink's (or dead-letter sink's) requests and concurrency
+    /// limit.
+    HttpSink(Arc<HttpSinkStats>),
 }
 
 /// The blackhole sink takes no settings; this refuses any.
@@ -285,6 +293,7 @@ pub(crate) enum SinkSpec {
     Stdout(StdoutConfig),
     Blackhole,
     Kafka(KafkaSinkConfig),
+    Http(HttpSinkConfig),
 }
 
 impl SinkSpec {
@@ -295,6 +304,7 @@ impl SinkSpec {
             "stdout" => at.config().map(SinkSpec::Stdout),
             "blackhole" => at.config::<BlackholeConfig>().map(|_| SinkSpec::Blackhole),
             "kafka" => at.config().map(SinkSpec::Kafka),
+            "http" => at.config().map(SinkSpec::Http),
             _ => return None,
         })
     }
@@ -313,10 +323,12 @@ impl SinkSpec {
             }
             SinkSpec::Stdout(_) | SinkSpec::Blackhole => Ok(()),
             SinkSpec::Kafka(config) => check_kafka(config.validate(), &config.options),
+            SinkSpec::Http(config) => check_http(config),
         }
     }
 
-    /// Where it writes: a path, `stdout`, `blackhole` or a Kafka topic.
+    /// Where it writes: a path, `stdout`, `blackhole`, a Kafka topic or an
+    /// HTTP endpoint.
     pub(crate) fn describe(&self) -> String {
         match self {
             SinkSpec::File(config) => config.path.display().to_string(),
@@ -325,12 +337,19 @@ impl SinkSpec {
             SinkSpec::Kafka(config) => {
                 format!("kafka topic {} (brokers {})", config.topic, config.brokers)
             }
+            SinkSpec::Http(config) => {
+                let method = match config.method {
+                    HttpMethod::Post => "POST",
+                    HttpMethod::Put => "PUT",
+                };
+                format!("http {method} {}", without_password(&config.uri))
+            }
         }
     }
 
     /// Opens the sink; creates a file's directory if needed. A Kafka sink's
-    /// producer does not wait for its brokers: one that is down shows up as
-    /// retried flushes.
+    /// producer does not wait for its brokers, nor an HTTP sink for its
+    /// service: one that is down shows up as retried flushes.
     pub(crate) fn open(&self) -> Result<(Box<dyn Sink>, Option<ComponentStats>), String> {
         match self {
             SinkSpec::File(config) => {
@@ -345,6 +364,12 @@ impl SinkSpec {
                 check_kafka(config.validate(), &config.options)?;
                 let sink = KafkaSink::new(config.clone()).map_err(|e| e.to_string())?;
                 let stats = ComponentStats::KafkaSink(sink.stats());
+                Ok((Box::new(sink), Some(stats)))
+            }
+            SinkSpec::Http(config) => {
+                check_http(config)?;
+                let sink = HttpSink::new(config.clone()).map_err(|e| e.to_string())?;
+                let stats = ComponentStats::HttpSink(sink.stats());
                 Ok((Box::new(sink), Some(stats)))
             }
         }
@@ -392,6 +417,42 @@ fn check_kafka(
         }
     }
     Ok(())
+}
+
+/// An HTTP sink's own check (the URL, headers and limits), then what crew
+/// asks of every duration.
+fn check_http(config: &HttpSinkConfig) -> Result<(), String> {
+    config.validate().map_err(|e| e.to_string())?;
+    for (key, duration) in [
+        ("timeout", config.timeout),
+        ("retry.initial_backoff", config.retry.initial_backoff),
+        ("retry.max_backoff", config.retry.max_backoff),
+    ] {
+        if duration > MAX_HTTP_DURATION {
+            return Err(format!(
+                "`{key}` must be at most 1 day (\"24h\"), not \"{}\"",
+                humantime::format_duration(duration)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `uri` with the password of its user info, if any, replaced by `***`:
+/// the description goes to logs and to `crew validate`'s output.
+fn without_password(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((user_info, host)) = authority.rsplit_once('@') else {
+        return uri.to_owned();
+    };
+    match user_info.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+        None => uri.to_owned(),
+    }
 }
 
 /// Whether the file source could read `path`, judged without blocking and
@@ -526,6 +587,23 @@ mod tests {
             .unwrap_err()
             .contains("is not a directory"));
         assert!(writable_file(Path::new("relative.ndjson")).is_ok());
+    }
+
+    #[test]
+    fn a_uri_is_described_without_its_password() {
+        assert_eq!(
+            without_password("https://crew:s3cret@example.com:8443/in?x=a@b"),
+            "https://crew:***@example.com:8443/in?x=a@b"
+        );
+        assert_eq!(
+            without_password("http://token@example.com/events"),
+            "http://token@example.com/events"
+        );
+        assert_eq!(
+            without_password("http://127.0.0.1:8080/events"),
+            "http://127.0.0.1:8080/events"
+        );
+        assert_eq!(without_password("not a url"), "not a url");
     }
 
     #[test]

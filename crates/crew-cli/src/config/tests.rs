@@ -985,3 +985,248 @@ fn the_kafka_example_is_the_pixels_example_between_topics() {
         Some(("127.0.0.1:9092", "pixels-dead"))
     );
 }
+
+// --- HTTP ---
+
+/// A stdin source, and `sink` (the lines of an HTTP `[sink]` table after
+/// its `type`) with a blackhole dead-letter sink. The `[sink]` table starts
+/// on line 3, its first key after `type` on line 5.
+fn http_sink(sink: &str) -> String {
+    format!(
+        "[source]\ntype = \"stdin\"\n[sink]\ntype = \"http\"\n{sink}\n\
+         [dead_letter]\ntype = \"blackhole\"\n"
+    )
+}
+
+/// The error `crew validate` reports for an HTTP sink of `sink`, whether
+/// loading or checking finds it.
+fn http_error(sink: &str) -> ConfigError {
+    match config_from(&http_sink(sink)) {
+        Err(error) => error,
+        Ok(config) => match config.check() {
+            Err(error) => error.downcast().expect("a ConfigError"),
+            Ok(()) => panic!("accepted: {sink}"),
+        },
+    }
+}
+
+#[test]
+fn a_minimal_http_sink_loads_with_defaults_and_describes_itself() {
+    let config = config_from(&http_sink("uri = \"http://127.0.0.1:8080/events\"")).unwrap();
+    config.check().unwrap();
+    assert_eq!(
+        config.summary(),
+        "pipeline p: source stdin, 0 stages, sink http POST http://127.0.0.1:8080/events, \
+         dead letters blackhole"
+    );
+    let SinkSpec::Http(http) = &config.sink.spec else {
+        panic!("{:?}", config.sink.spec);
+    };
+    assert_eq!(
+        http.concurrency,
+        crew_pipeline::concurrency::Concurrency::Adaptive
+    );
+    assert_eq!(
+        http.adaptive,
+        crew_pipeline::concurrency::AdaptiveSettings::default()
+    );
+    assert_eq!(
+        (http.max_events, http.timeout),
+        (1_000, Duration::from_secs(30))
+    );
+
+    let config = config_from(&http_sink(
+        "uri = \"https://crew:s3cret@partner.example/in\"\nmethod = \"put\"\nconcurrency = 8\n\
+         encoding = \"json_array\"\ncompression = \"gzip\"\nheaders = { x-tenant = \"shop\" }\n\
+         [sink.adaptive]\nmax_limit = 50\n[sink.retry]\nmax_attempts = 3",
+    ))
+    .unwrap();
+    config.check().unwrap();
+    // The password stays out of the description (logs, `crew validate`).
+    assert!(
+        config
+            .summary()
+            .contains("sink http PUT https://crew:***@partner.example/in,"),
+        "{}",
+        config.summary()
+    );
+    let SinkSpec::Http(http) = &config.sink.spec else {
+        panic!("{:?}", config.sink.spec);
+    };
+    assert_eq!(
+        http.concurrency,
+        crew_pipeline::concurrency::Concurrency::Fixed(8)
+    );
+    assert_eq!((http.adaptive.max_limit, http.retry.max_attempts), (50, 3));
+}
+
+#[test]
+fn an_http_sink_uri_must_be_an_http_url_named_at_its_line() {
+    let e = http_error("uri = \"ftp://x\"");
+    assert_eq!(e.key(), Some("sink.uri"));
+    assert_eq!(line_col(&e), (5, 1));
+    assert!(
+        e.message()
+            .contains("the scheme must be http or https, not ftp"),
+        "{e}"
+    );
+    let e = http_error("max_events = 10\nuri = \"not a url\"");
+    assert_eq!(e.key(), Some("sink.uri"));
+    assert_eq!(line_col(&e), (6, 1));
+    assert!(e.message().contains("is not a URL"), "{e}");
+    let e = http_error("method = \"post\"");
+    assert_eq!(e.key(), Some("sink"));
+    assert!(e.message().contains("missing field `uri`"), "{e}");
+}
+
+#[test]
+fn an_http_sink_concurrency_is_a_positive_number_or_adaptive() {
+    for (value, found) in [
+        ("0", "integer `0`"),
+        ("-2", "integer `-2`"),
+        ("\"fast\"", "string \"fast\""),
+    ] {
+        let e = http_error(&format!("uri = \"http://h/\"\nconcurrency = {value}"));
+        assert_eq!(e.key(), Some("sink.concurrency"), "{value}");
+        assert_eq!(line_col(&e), (6, 15), "{value}: {e}");
+        assert!(
+            e.message().contains(found)
+                && e.message()
+                    .contains(r#"a number of requests (1 or more) or "adaptive""#),
+            "{value}: {e}"
+        );
+    }
+}
+
+#[test]
+fn http_sink_limits_are_checked_at_their_line() {
+    let e = http_error("uri = \"http://h/\"\nmax_events = 0");
+    assert_eq!(e.key(), Some("sink.max_events"));
+    assert_eq!(line_col(&e), (6, 1));
+    assert_eq!(e.message(), "`max_events` must be at least 1");
+
+    // A bad adaptive setting points at the setting, in either table form.
+    let e = http_error("uri = \"http://h/\"\n[sink.adaptive]\ninitial_limit = 4\nmax_limit = 2");
+    assert_eq!(e.key(), Some("sink.adaptive.max_limit"));
+    assert_eq!(line_col(&e), (8, 1));
+    assert!(
+        e.message().contains("must be at least `initial_limit`"),
+        "{e}"
+    );
+    let e = http_error("uri = \"http://h/\"\nadaptive = { decrease_ratio = 1.5 }");
+    assert_eq!(e.key(), Some("sink.adaptive.decrease_ratio"));
+    assert_eq!(line_col(&e), (6, 14));
+    let e = http_error("uri = \"http://h/\"\nadaptive = { max_limt = 5 }");
+    assert_eq!(e.key(), Some("sink.adaptive.max_limt"));
+    assert!(e.message().starts_with("unknown field `max_limt`"), "{e}");
+
+    let e = http_error("uri = \"http://h/\"\nretry = { max_attempts = 0 }");
+    assert_eq!(e.key(), Some("sink.retry.max_attempts"));
+    let e = http_error("uri = \"http://h/\"\ntimeout = \"0s\"");
+    assert_eq!(e.key(), Some("sink.timeout"));
+    assert!(e.message().contains("more than zero"), "{e}");
+    // The runtime adds these to the current time: a day at most, as for
+    // every duration.
+    for (key, line) in [
+        ("timeout = \"18446744073709551615s\"", "sink.timeout"),
+        (
+            "retry = { max_backoff = \"1000d\" }",
+            "sink.retry.max_backoff",
+        ),
+    ] {
+        let e = http_error(&format!("uri = \"http://h/\"\n{key}"));
+        assert_eq!(e.key(), Some(line), "{e}");
+        assert!(e.message().contains("at most 1 day"), "{e}");
+    }
+    let e = http_error("uri = \"http://h/\"\nheaders = { \"bad header\" = \"x\" }");
+    assert_eq!(e.key(), Some("sink.headers"), "{e}");
+}
+
+#[test]
+fn wiring_an_http_sink_hands_out_its_stats_also_as_dead_letter_sink() {
+    // Nothing connects before the first request: wiring against a closed
+    // port only builds the client.
+    let config = config_from(
+        "[source]\ntype = \"generator\"\ncount = 1\n\
+         [sink]\ntype = \"http\"\nuri = \"http://127.0.0.1:1/out\"\n\
+         [dead_letter]\ntype = \"http\"\nuri = \"http://127.0.0.1:1/dead\"\nconcurrency = 2\n",
+    )
+    .unwrap();
+    config.check().unwrap();
+    let wired = config.wire().unwrap();
+    let limits: Vec<(&str, usize)> = wired
+        .stats
+        .iter()
+        .map(|(role, stats)| match stats {
+            ComponentStats::HttpSink(http) => (*role, http.concurrency().limit),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(limits, [("sink", 1), ("dead_letter", 2)]);
+    assert_eq!(
+        wired.outputs,
+        [
+            ("output", "http POST http://127.0.0.1:1/out".to_owned()),
+            (
+                "dead letters",
+                "http POST http://127.0.0.1:1/dead".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn the_http_example_is_the_pixels_example_to_an_endpoint() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pixels-http.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let http = parse(&path, text.clone(), |_| None).unwrap();
+    http.check().unwrap();
+    let pixels = pixels_example();
+    assert_eq!(http.name, "pixels-http");
+    assert_eq!(http.settings, pixels.settings);
+    assert_eq!(http.admin, pixels.admin);
+    assert_eq!(
+        format!("{:?}", http.source.spec),
+        format!("{:?}", pixels.source.spec)
+    );
+    assert_eq!(http.stage_names(), pixels.stage_names());
+    for (ours, theirs) in http.stages.iter().zip(&pixels.stages) {
+        assert_eq!(ours.workers, theirs.workers);
+        assert_eq!(
+            format!("{:?}", ours.component.spec),
+            format!("{:?}", theirs.component.spec),
+            "stage {}",
+            ours.name
+        );
+    }
+    assert_eq!(
+        format!("{:?}", http.dead_letter.spec),
+        format!("{:?}", pixels.dead_letter.spec)
+    );
+    let SinkSpec::Http(sink) = &http.sink.spec else {
+        panic!("{:?}", http.sink.spec);
+    };
+    assert_eq!(sink.uri, "http://127.0.0.1:8080/events");
+    // The example spells out the defaults: the same as leaving them out.
+    assert_eq!(
+        sink.adaptive,
+        crew_pipeline::concurrency::AdaptiveSettings::default()
+    );
+    assert_eq!(sink.retry, crew_pipeline::RetryPolicy::default());
+    assert_eq!(
+        sink.concurrency,
+        crew_pipeline::concurrency::Concurrency::Adaptive
+    );
+
+    let elsewhere = parse(&path, text, |name| {
+        (name == "CREW_HTTP_URI").then(|| "https://partner.example/v1/events".to_owned())
+    })
+    .unwrap();
+    assert!(
+        elsewhere
+            .summary()
+            .contains("sink http POST https://partner.example/v1/events,"),
+        "{}",
+        elsewhere.summary()
+    );
+}

@@ -91,3 +91,129 @@ pub fn poll_until<T>(guard: Duration, mut probe: impl FnMut() -> Result<T, Strin
         }
     }
 }
+
+/// The `crew` binary under test, without the environment variables the
+/// examples read (a developer's shell must not change a test's pipeline).
+pub fn crew() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_crew"));
+    command
+        .env_remove("CREW_EVENTS")
+        .env_remove("CREW_HTTP_URI")
+        .env_remove("PIXELS_SALT")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// A running `crew run`, its stderr read on a thread: the admin address is
+/// picked from its log, and the rest is kept for failure messages. Killed
+/// if dropped before [`finish`](Self::finish), so a failed test leaves no
+/// crew behind.
+pub struct Running {
+    pub child: std::process::Child,
+    admin: Option<SocketAddr>,
+    stderr: std::sync::mpsc::Receiver<String>,
+    guard: Duration,
+}
+
+impl Running {
+    /// Starts `crew --log-format json run FILE --admin 127.0.0.1:0` in
+    /// `dir` and waits (up to `guard`) for the admin address in its log.
+    pub fn start(
+        dir: &std::path::Path,
+        file: &std::path::Path,
+        env: &[(&str, &str)],
+        stdin: std::process::Stdio,
+        guard: Duration,
+    ) -> Running {
+        use std::process::Stdio;
+        let mut command = crew();
+        command
+            .args(["--log-format", "json", "run"])
+            .arg(file)
+            .args(["--admin", "127.0.0.1:0"])
+            .current_dir(dir)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("crew starts");
+        let (admin, stderr) = watch_stderr(child.stderr.take().expect("piped"));
+        let admin = admin.recv_timeout(guard).ok();
+        Running {
+            child,
+            admin,
+            stderr,
+            guard,
+        }
+    }
+
+    pub fn admin(&self) -> SocketAddr {
+        self.admin.expect("crew logged its admin address")
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits");
+        // SAFETY: kill(2) with a pid this test spawned and has not reaped.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// Waits for the exit (under the guard); returns the status, stdout and
+    /// stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let mut stdout = self.child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            let _ = tx.send(text);
+        });
+        let stdout = match rx.recv_timeout(self.guard) {
+            Ok(text) => text,
+            Err(_) => {
+                let _ = self.child.kill();
+                panic!("HANG: crew did not exit within {:?}", self.guard);
+            }
+        };
+        let status = self.child.wait().expect("crew is reaped");
+        let stderr: String = self.stderr.try_iter().collect();
+        (status, stdout, stderr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Harmless once `finish` has reaped it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads stderr lines on a thread; sends the admin address once it shows.
+pub fn watch_stderr(
+    stderr: std::process::ChildStderr,
+) -> (
+    std::sync::mpsc::Receiver<SocketAddr>,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::BufRead;
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                if let Ok(addr) = addr.parse() {
+                    let _ = addr_tx.send(addr);
+                }
+            }
+            let _ = lines_tx.send(line + "\n");
+        }
+    });
+    (addr_rx, lines_rx)
+}

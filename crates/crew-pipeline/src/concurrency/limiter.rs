@@ -78,6 +78,23 @@ impl Shared {
         self.semaphore.add_permits(by - repaid);
     }
 
+    /// Feeds one request's outcome to the controller and applies its
+    /// decision.
+    fn observe(
+        &self,
+        state: &mut State,
+        now: Instant,
+        rtt: Duration,
+        signal: Signal,
+        in_flight: usize,
+    ) {
+        match state.controller.on_response(now, rtt, signal, in_flight) {
+            Change::None => {}
+            Change::Increased => self.raise(state, 1),
+            Change::Decreased(by) => self.lower(state, by),
+        }
+    }
+
     /// Gives back a permit's slot, first feeding the controller if the
     /// request's outcome is known.
     fn release(&self, outcome: Option<(Instant, Duration, Signal)>) {
@@ -86,11 +103,7 @@ impl Shared {
         let in_flight = self.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
         let mut state = self.state();
         if let Some((now, rtt, signal)) = outcome {
-            match state.controller.on_response(now, rtt, signal, in_flight) {
-                Change::None => {}
-                Change::Increased => self.raise(&mut state, 1),
-                Change::Decreased(by) => self.lower(&mut state, by),
-            }
+            self.observe(&mut state, now, rtt, signal, in_flight);
         }
         if state.debt > 0 {
             state.debt -= 1;
@@ -180,6 +193,23 @@ impl Permit {
             let now = Instant::now();
             let rtt = now.saturating_duration_since(self.started);
             shared.release(Some((now, rtt, signal)));
+        }
+    }
+}
+
+impl Permit {
+    /// The attempt ended with `signal`, and the request will be tried again
+    /// in this same slot: the attempt's round-trip time feeds the controller
+    /// as with [`done`](Self::done), and the clock restarts for the next
+    /// attempt. For callers that must not give the slot up between attempts
+    /// (a fixed limit of 1 that promises order).
+    pub fn retry(&mut self, signal: Signal) {
+        if let Some(shared) = &self.shared {
+            let now = Instant::now();
+            let rtt = now.saturating_duration_since(self.started);
+            let in_flight = shared.in_flight.load(Ordering::Acquire);
+            shared.observe(&mut shared.state(), now, rtt, signal, in_flight);
+            self.started = now;
         }
     }
 }

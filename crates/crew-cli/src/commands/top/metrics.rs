@@ -214,10 +214,21 @@ impl Metrics {
 
     /// The sum of the series named `name` whose `label` is `value`.
     pub fn sum_where(&self, name: &str, label: &str, value: &str) -> Option<f64> {
+        self.sum_matching(name, &[(label, value)])
+    }
+
+    /// The sum of the series named `name` that have every one of `labels`
+    /// (name, value).
+    pub fn sum_matching(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut values = self
             .series
             .iter()
-            .filter(|s| s.name == name && s.labels.get(label).is_some_and(|v| v == value))
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(label, value)| s.labels.get(*label).is_some_and(|v| v == value))
+            })
             .map(|s| s.value)
             .peekable();
         values.peek()?;
@@ -419,6 +430,20 @@ pub(super) mod tests {
             Some(30.0)
         );
         assert_eq!(metrics.sum("crew_no_such_metric"), None);
+        assert_eq!(
+            metrics.sum_matching(
+                "crew_stage_events_in_total",
+                &[("pipeline", "pixels"), ("stage", "validate")]
+            ),
+            Some(970.0)
+        );
+        assert_eq!(
+            metrics.sum_matching(
+                "crew_stage_events_in_total",
+                &[("pipeline", "other"), ("stage", "validate")]
+            ),
+            None
+        );
         assert_eq!(
             metrics.label_values("crew_stage_events_in_total", "stage"),
             ["parse_json", "validate", "consent"]

@@ -19,6 +19,9 @@ pub fn render(view: &View) -> String {
     if let Some(kafka) = view.kafka_line() {
         let _ = writeln!(out, "kafka      {kafka}");
     }
+    if let Some(http) = view.http_line() {
+        let _ = writeln!(out, "http       {http}");
+    }
     for section in [
         view.stages_table(),
         view.pools_table(0),

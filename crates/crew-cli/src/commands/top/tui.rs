@@ -196,12 +196,15 @@ fn draw(frame: &mut Frame, state: &State) {
     );
     let [partitions_area, reasons_area] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(bottom);
-    // Kafka's consumer and producer ride on the partitions' title: the
-    // layout stays the same with or without them.
-    let partitions_title = match view.kafka_line() {
-        Some(kafka) => format!("Partitions · kafka: {kafka}"),
-        None => "Partitions".to_owned(),
-    };
+    // Kafka's consumer and producer, and the HTTP sinks, ride on the
+    // partitions' title: the layout stays the same with or without them.
+    let mut partitions_title = "Partitions".to_owned();
+    if let Some(kafka) = view.kafka_line() {
+        partitions_title.push_str(&format!(" · kafka: {kafka}"));
+    }
+    if let Some(http) = view.http_line() {
+        partitions_title.push_str(&format!(" · http: {http}"));
+    }
     render_table(
         frame,
         partitions_area,

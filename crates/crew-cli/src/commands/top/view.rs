@@ -136,6 +136,24 @@ pub struct KafkaRow {
     pub in_flight: Vec<(String, f64)>,
 }
 
+/// One HTTP sink, from the `crew_http_sink_` families (a pipeline has them
+/// only with an HTTP sink or dead-letter sink).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpRow {
+    /// Its role: `sink` or `dead_letter`.
+    pub sink: String,
+    /// The concurrency limit now.
+    pub limit: Option<f64>,
+    /// Requests holding a concurrency slot now.
+    pub in_flight: Option<f64>,
+    /// Attempts of every result; the rate is requests per second.
+    pub requests: Counted,
+    /// Requests sent again after a retriable failure.
+    pub retries: Option<f64>,
+    /// Records the service refused (dead-lettered).
+    pub refused: Option<f64>,
+}
+
 /// Events dropped or dead-lettered for one reason.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReasonRow {
@@ -185,6 +203,8 @@ pub struct View {
     pub sink_retries: Vec<(String, f64)>,
     /// Kafka's consumer and producer, when the pipeline has either.
     pub kafka: Option<KafkaRow>,
+    /// The HTTP sinks, by role; empty without one.
+    pub http: Vec<HttpRow>,
 }
 
 /// The two scrapes a view compares, narrowed to one pipeline.
@@ -410,6 +430,29 @@ impl View {
             in_flight: kafka_in_flight,
         });
 
+        let http = m
+            .label_values("crew_http_sink_concurrency_limit", "sink")
+            .into_iter()
+            .map(|sink| {
+                let label = ("sink", sink.as_str());
+                HttpRow {
+                    limit: m.sum_where("crew_http_sink_concurrency_limit", label.0, label.1),
+                    in_flight: m.sum_where("crew_http_sink_in_flight_requests", label.0, label.1),
+                    requests: pair.counted(
+                        "requests",
+                        "crew_http_sink_attempts_total",
+                        Some(label),
+                    ),
+                    retries: m.sum_where("crew_http_sink_retries_total", label.0, label.1),
+                    refused: m.sum_matching(
+                        "crew_http_sink_records_total",
+                        &[label, ("outcome", "refused")],
+                    ),
+                    sink,
+                }
+            })
+            .collect();
+
         Ok(View {
             url: url.to_owned(),
             other_pipelines: pipelines
@@ -436,6 +479,7 @@ impl View {
             commit_errors: m.sum("crew_source_commit_errors_total"),
             sink_retries,
             kafka,
+            http,
         })
     }
 }
@@ -821,6 +865,31 @@ impl View {
         Some(parts.join(" · "))
     }
 
+    /// Each HTTP sink's concurrency limit, requests in flight and per
+    /// second, retries and refused records; `None` for a pipeline without an
+    /// HTTP sink.
+    pub fn http_line(&self) -> Option<String> {
+        if self.http.is_empty() {
+            return None;
+        }
+        let sinks: Vec<String> = self
+            .http
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} limit {} · in flight {} · {} req/s · {} retries · {} refused",
+                    h.sink,
+                    count(h.limit),
+                    count(h.in_flight),
+                    per_second(h.requests.rate),
+                    count(h.retries),
+                    count(h.refused),
+                )
+            })
+            .collect();
+        Some(sinks.join("; "))
+    }
+
     /// Commit errors and sink retries.
     pub fn problems_line(&self) -> String {
         let mut line = format!("commit errors {}", count(self.commit_errors));
@@ -1016,6 +1085,76 @@ mod tests {
         assert_eq!(
             view.kafka_line().as_deref(),
             Some("producer in flight sink 120, dead_letter 0")
+        );
+    }
+
+    /// An HTTP sink's families as the exporter writes them, `k` scaling the
+    /// counters.
+    fn http_families(k: f64) -> String {
+        let p = "pipeline=\"pixels\"";
+        let mut text = String::new();
+        text.push_str("# TYPE crew_http_sink_concurrency_limit gauge\n");
+        text.push_str(&format!(
+            "crew_http_sink_concurrency_limit{{{p},sink=\"sink\"}} 4\n"
+        ));
+        text.push_str("# TYPE crew_http_sink_in_flight_requests gauge\n");
+        text.push_str(&format!(
+            "crew_http_sink_in_flight_requests{{{p},sink=\"sink\"}} 3\n"
+        ));
+        text.push_str("# TYPE crew_http_sink_attempts_total counter\n");
+        for (result, n) in [
+            ("success", 90.0),
+            ("server_error", 8.0),
+            ("client_error", 2.0),
+        ] {
+            text.push_str(&format!(
+                "crew_http_sink_attempts_total{{{p},sink=\"sink\",result=\"{result}\"}} {}\n",
+                n * k
+            ));
+        }
+        text.push_str("# TYPE crew_http_sink_retries_total counter\n");
+        text.push_str(&format!(
+            "crew_http_sink_retries_total{{{p},sink=\"sink\"}} {}\n",
+            8.0 * k
+        ));
+        text.push_str("# TYPE crew_http_sink_records_total counter\n");
+        for (outcome, n) in [("delivered", 9000.0), ("refused", 20.0)] {
+            text.push_str(&format!(
+                "crew_http_sink_records_total{{{p},sink=\"sink\",outcome=\"{outcome}\"}} {}\n",
+                n * k
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn http_shows_only_when_the_pipeline_has_it() {
+        let t0 = Instant::now();
+        let view = View::build("u", None, None, &scraped(1.0, t0)).unwrap();
+        assert!(view.http.is_empty());
+        assert_eq!(view.http_line(), None);
+
+        let scrape = |k: f64, at: Instant| Scraped {
+            at,
+            metrics: Metrics::parse(&format!("{}{}", canned(k), http_families(k))),
+        };
+        // 100 attempts more in 2 s: 50 requests a second.
+        let view = View::build(
+            "u",
+            None,
+            Some(&scrape(1.0, t0)),
+            &scrape(2.0, t0 + Duration::from_secs(2)),
+        )
+        .unwrap();
+        assert_eq!(
+            view.http_line().as_deref(),
+            Some("sink limit 4 · in flight 3 · 50 req/s · 16 retries · 40 refused")
+        );
+        // One scrape: no rate yet.
+        let view = View::build("u", None, None, &scrape(1.0, t0)).unwrap();
+        assert_eq!(
+            view.http_line().as_deref(),
+            Some("sink limit 4 · in flight 3 · - req/s · 8 retries · 20 refused")
         );
     }
 

@@ -138,19 +138,20 @@ impl HttpSinkConfig {
         if self.retry.max_attempts == 0 {
             return invalid("`retry.max_attempts` must be at least 1".to_owned());
         }
+        // The settings name their own fields; here they sit under `adaptive`.
         self.adaptive
             .validate()
-            .map_err(|message| HttpConfigError(format!("`adaptive`: {message}")))
+            .map_err(|message| HttpConfigError(message.replacen('`', "`adaptive.", 1)))
     }
 
     pub(super) fn url(&self) -> Result<reqwest::Url, HttpConfigError> {
+        // The URI is not quoted back: it may hold a password.
         let url = reqwest::Url::parse(&self.uri)
-            .map_err(|e| HttpConfigError(format!("`uri` {:?} is not a URL: {e}", self.uri)))?;
+            .map_err(|e| HttpConfigError(format!("`uri` is not a URL: {e}")))?;
         match url.scheme() {
             "http" | "https" => Ok(url),
             other => Err(HttpConfigError(format!(
-                "`uri` {:?}: the scheme must be http or https, not {other}",
-                self.uri
+                "`uri`: the scheme must be http or https, not {other}"
             ))),
         }
     }

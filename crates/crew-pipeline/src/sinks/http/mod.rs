@@ -23,7 +23,8 @@
 //! events, which are read again on the next run).
 //!
 //! Requests run concurrently, so records of one key may reach the service
-//! out of order across requests; `concurrency = 1` keeps the order.
+//! out of order across requests; `concurrency = 1` keeps the order (with a
+//! fixed limit a request keeps its slot through its retries).
 
 mod config;
 mod request;
@@ -38,7 +39,7 @@ use flate2::write::GzEncoder;
 pub use config::{HttpCompression, HttpConfigError, HttpEncoding, HttpMethod, HttpSinkConfig};
 pub use stats::HttpSinkStats;
 
-use crate::concurrency::Limiter;
+use crate::concurrency::{Concurrency, Limiter};
 use crate::event::Origin;
 use crate::sink::{OutBatch, Refused, Sink, SinkError};
 use request::{deliver, Outstanding, Request, Target};
@@ -88,6 +89,7 @@ impl HttpSink {
             headers: config.header_map()?,
             retry: config.retry,
             limiter: limiter.clone(),
+            keep_permit_for_retries: matches!(config.concurrency, Concurrency::Fixed(_)),
             stats: Arc::new(HttpSinkStats::new(limiter)),
         };
         Ok(HttpSink {

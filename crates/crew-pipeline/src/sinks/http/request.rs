@@ -35,6 +35,11 @@ pub(super) struct Target {
     pub headers: HeaderMap,
     pub retry: RetryPolicy,
     pub limiter: Limiter,
+    /// With a fixed limit a request keeps its slot through its retries'
+    /// backoffs, so that `concurrency = 1` keeps the records' order. (An
+    /// adaptive limit gets the slot back: a service pushing back should see
+    /// fewer requests, not slots held by sleepers.)
+    pub keep_permit_for_retries: bool,
     pub stats: Arc<HttpSinkStats>,
 }
 
@@ -84,14 +89,16 @@ enum Verdict {
 }
 
 /// Sends `request` until it is delivered, refused, or out of attempts,
-/// holding a concurrency permit during each attempt (and none during the
-/// backoff in between).
+/// holding a concurrency permit during each attempt (and, with an adaptive
+/// limit, none during the backoff in between).
 pub(super) async fn deliver(
     target: Arc<Target>,
     outstanding: Arc<Outstanding>,
     mut request: Request,
-    mut permit: Permit,
+    permit: Permit,
 ) {
+    // Taken by `done`; held across a retry only with a fixed limit.
+    let mut permit = Some(permit);
     let mut attempts = 0;
     let stats = &target.stats;
     let settle: Box<dyn FnOnce(&mut Ledger) + Send> = loop {
@@ -106,7 +113,15 @@ pub(super) async fn deliver(
             .await;
         let (verdict, signal, end) = judge(sent).await;
         stats.attempt_ended(end, started.elapsed());
-        permit.done(signal);
+        let retrying = matches!(verdict, Verdict::Retry(_)) && target.retry.allows_retry(attempts);
+        match permit.as_mut() {
+            Some(held) if retrying && target.keep_permit_for_retries => held.retry(signal),
+            _ => {
+                if let Some(permit) = permit.take() {
+                    permit.done(signal);
+                }
+            }
+        }
         let records = request.origins.len() as u64;
         match verdict {
             Verdict::Delivered => {
@@ -134,7 +149,9 @@ pub(super) async fn deliver(
                 tracing::debug!(attempts, error = %message, "HTTP request failed; retrying");
                 stats.retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(target.retry.backoff(attempts)).await;
-                permit = target.limiter.acquire().await;
+                if permit.is_none() {
+                    permit = Some(target.limiter.acquire().await);
+                }
             }
         }
     };
