@@ -20,6 +20,9 @@
 //! - B7: Kafka → Server Pixels → Kafka (crew-pipeline) beside a bare
 //!   rdkafka consumer on the same topic of a broker it starts (see
 //!   [`b7_kafka`]).
+//! - B8: crew-pipeline's HTTP sink with `concurrency = "adaptive"` beside
+//!   the same sink with fixed limits, against a simulated service that
+//!   queues and sheds load (see [`b8_http`]).
 //!
 //! Measuring is separate from printing: [`run_suite`] (or
 //! [`run_suite_with_progress`]) returns a [`Report`], which
@@ -46,6 +49,7 @@ pub mod b4;
 pub mod b5;
 pub mod b6;
 pub mod b7_kafka;
+pub mod b8_http;
 pub mod chart;
 pub mod machine;
 pub mod measure;
@@ -90,6 +94,8 @@ pub enum Workload {
     Offload,
     /// Kafka → Server Pixels → Kafka beside a bare rdkafka consumer.
     B7,
+    /// The HTTP sink's adaptive concurrency beside fixed limits.
+    B8,
 }
 
 /// One item of a `--only` list: a workload, or a group of them.
@@ -115,7 +121,7 @@ impl std::str::FromStr for Selection {
 impl Workload {
     /// Every workload this harness runs, in order (B6 after B3 and
     /// B3-async, whose figures it uses).
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::B1,
         Workload::B2,
         Workload::B3,
@@ -126,6 +132,7 @@ impl Workload {
         Workload::B6,
         Workload::Offload,
         Workload::B7,
+        Workload::B8,
     ];
 
     /// The thread-pool workloads.
@@ -140,7 +147,7 @@ impl Workload {
     ];
 
     /// The event-pipeline workloads.
-    pub const PIPELINE: [Workload; 2] = [Workload::B4, Workload::B7];
+    pub const PIPELINE: [Workload; 3] = [Workload::B4, Workload::B7, Workload::B8];
 }
 
 impl fmt::Display for Workload {
@@ -156,6 +163,7 @@ impl fmt::Display for Workload {
             Workload::B6 => "B6",
             Workload::Offload => "offload",
             Workload::B7 => "B7",
+            Workload::B8 => "B8",
         };
         f.write_str(s)
     }
@@ -182,9 +190,10 @@ impl FromStr for Workload {
             "OFFLOAD" => Ok(Workload::Offload),
             "B4" => Ok(Workload::B4),
             "B7" => Ok(Workload::B7),
+            "B8" => Ok(Workload::B8),
             _ => Err(format!(
                 "unknown workload {s:?} (expected B1, B2, B3, B4, B5, B1-async, B3-async, B6, \
-                 offload or B7)"
+                 offload, B7 or B8)"
             )),
         }
     }
@@ -280,6 +289,8 @@ pub struct SuiteOptions {
     pub impls: Option<Vec<Impl>>,
     /// B7: sizes and crew's settings.
     pub b7: b7_kafka::KafkaOptions,
+    /// B8: sizes and the simulated service's shape.
+    pub b8: b8_http::HttpOptions,
 }
 
 impl SuiteOptions {
@@ -323,11 +334,12 @@ impl SuiteOptions {
             offload_workers: 2,
             impls: None,
             b7: b7_kafka::KafkaOptions::default(),
+            b8: b8_http::HttpOptions::default(),
         }
     }
 
     /// A smoke run: every job count and B6's duration divided by 10, same
-    /// workers and work per job; B7 one round.
+    /// workers and work per job; B7 and B8 one round.
     pub fn quick() -> Self {
         let mut o = Self::full();
         o.quick = true;
@@ -343,6 +355,8 @@ impl SuiteOptions {
         o.b7.events /= 10;
         // Each B7 run also waits about a second for its group join.
         o.b7.repeat = 1;
+        o.b8.records /= 10;
+        o.b8.repeat = 1;
         o
     }
 
@@ -393,6 +407,7 @@ pub fn run_suite_with_progress(opts: &SuiteOptions, progress: &mut dyn FnMut(&Pr
             }
             Workload::Offload => report.offload = Some(offload::run(opts, progress)),
             Workload::B7 => report.b7 = Some(b7_kafka::run(opts, progress)),
+            Workload::B8 => report.b8 = Some(b8_http::run(opts, progress)),
         }
     }
     report

@@ -22,13 +22,15 @@ const B5_CHILD: &str = "__b5-child";
 /// (B1-async, B3-async: crew `AsyncPool` beside tokio Semaphore + JoinSet,
 /// mpsc-fed worker tasks and buffer_unordered), B4 (the Server Pixels
 /// pipeline, file → file, beside its Go reference on the same file), B6 (queue wait at 80% load),
-/// offload (`Pool::run` beside `spawn_blocking`) and B7 (Kafka → Server Pixels → Kafka beside a
-/// bare rdkafka consumer, on a tansu broker it starts).
+/// offload (`Pool::run` beside `spawn_blocking`), B7 (Kafka → Server Pixels → Kafka beside a
+/// bare rdkafka consumer, on a tansu broker it starts) and B8 (the HTTP sink's adaptive
+/// concurrency beside fixed limits, against a simulated service in this process).
 ///
 /// Examples: `crew-bench --out docs/benchmarks.md` (everything);
 /// `crew-bench --only async` (B1-async, B3-async, B6, offload);
 /// `crew-bench --quick --only B1-async,B3-async,B6 --b6-secs 2 --repeat 1`
-/// (a smoke run); `crew-bench --only B4` (the pipeline against Go).
+/// (a smoke run); `crew-bench --only B4` (the pipeline against Go);
+/// `crew-bench --only B8` (adaptive against fixed HTTP concurrency).
 #[derive(Debug, Parser)]
 #[command(name = "crew-bench", version)]
 struct Cli {
@@ -36,8 +38,8 @@ struct Cli {
     #[arg(long)]
     quick: bool,
     /// Only these workloads, comma-separated: B1, B2, B3, B4, B5, B1-async,
-    /// B3-async, B6, offload, B7, or the groups `thread` (B1, B2, B3, B5),
-    /// `pipeline` (B4, B7), `async` (B1-async, B3-async, B6, offload) and `all`.
+    /// B3-async, B6, offload, B7, B8, or the groups `thread` (B1, B2, B3, B5),
+    /// `pipeline` (B4, B7, B8), `async` (B1-async, B3-async, B6, offload) and `all`.
     /// They run in that order whatever the order given.
     #[arg(long, value_delimiter = ',', value_parser = parse_selection)]
     only: Vec<Selection>,
@@ -113,6 +115,12 @@ struct Cli {
     /// defaults (repeatable).
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_property)]
     b7_sink_option: Vec<(String, String)>,
+    /// B8: records each run sends (default 200,000; --quick 20,000).
+    #[arg(long, value_name = "N")]
+    b8_records: Option<u64>,
+    /// B8: rounds, each one run of every row (default 3; --quick 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100))]
+    b8_repeat: Option<u64>,
     /// Only these implementations in the throughput and memory tables,
     /// comma-separated (e.g. `crew-async` alone, to profile it): crew,
     /// crew-batch, threadpool, rayon, crossbeam, single-thread,
@@ -260,6 +268,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     opts.b7
         .sink_options
         .extend(cli.b7_sink_option.iter().cloned());
+    set(&mut opts.b8.records, cli.b8_records);
+    if let Some(rounds) = cli.b8_repeat {
+        // clap bounds it to 1..=100.
+        opts.b8.repeat = rounds as usize;
+    }
     if !cli.b1_workers.is_empty() {
         opts.b1_workers = cli.b1_workers.iter().map(|&w| w as usize).collect();
     }

@@ -39,6 +39,8 @@ pub struct Report {
     pub offload: Option<ThroughputTable>,
     /// B7: Kafka → Server Pixels → Kafka beside a bare consumer.
     pub b7: Option<crate::b7_kafka::KafkaTable>,
+    /// B8: the HTTP sink's adaptive limit beside fixed ones.
+    pub b8: Option<crate::b8_http::HttpTable>,
 }
 
 /// Whether a target was met.
@@ -85,6 +87,7 @@ impl Report {
             b6: None,
             offload: None,
             b7: None,
+            b8: None,
         }
     }
 
@@ -163,6 +166,7 @@ impl Report {
             out.push(format!("B4: {e}"));
         }
         out.extend(self.b7.iter().flat_map(|t| t.failures()));
+        out.extend(self.b8.iter().flat_map(|t| t.failures()));
         if let Some(t) = &self.b5 {
             for r in &t.rows {
                 if let Some(e) = &r.error {
@@ -222,6 +226,9 @@ impl Report {
         }
         if let Some(t) = &self.b7 {
             crate::b7_kafka::write_markdown(&mut s, t);
+        }
+        if let Some(t) = &self.b8 {
+            crate::b8_http::write_markdown(&mut s, t);
         }
         if let Some(t) = &self.b5 {
             write_memory(&mut s, t, self.options.repeat);
@@ -327,7 +334,7 @@ impl Report {
             },
         );
         if self.throughput_tables().next().is_none() && self.b5.is_none() && self.b6.is_none() {
-            // B7 alone: its section says how it is run and timed.
+            // B7 or B8 alone: their sections say how they are run and timed.
             s.push('\n');
             return;
         }

@@ -133,9 +133,10 @@ fn workload_names_parse() {
         ("offload", Workload::Offload),
         ("b4", Workload::B4),
         ("b7", Workload::B7),
+        ("b8", Workload::B8),
     ] {
         assert_eq!(text.parse::<Workload>(), Ok(w));
         assert_eq!(w.to_string().parse::<Workload>(), Ok(w));
     }
-    assert!("B8".parse::<Workload>().is_err());
+    assert!("B9".parse::<Workload>().is_err());
 }

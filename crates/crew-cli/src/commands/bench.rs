@@ -26,8 +26,9 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Only these workloads of the suite, comma-separated: B1, B2, B3, B4,
-    /// B5, B1-async, B3-async, B6, offload, or the groups `thread`, `async`,
-    /// `pipeline` and `all` (they run in that order whatever the order given).
+    /// B5, B1-async, B3-async, B6, offload, B7, B8, or the groups `thread`,
+    /// `async`, `pipeline` and `all` (they run in that order whatever the
+    /// order given).
     #[arg(long, value_delimiter = ',', value_parser = parse_selection, value_name = "W,..")]
     only: Vec<Selection>,
     /// Write report.md (the suite), sweep.csv, sweep.md, sweep.svg and
