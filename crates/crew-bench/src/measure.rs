@@ -28,6 +28,21 @@ impl Statistic {
             Statistic::Median => "median",
         }
     }
+
+    /// The run this statistic picks among `runs`: the one that took least
+    /// `elapsed`, or the median one by it.
+    pub fn pick<'a, R>(
+        self,
+        runs: impl IntoIterator<Item = &'a R>,
+        elapsed: impl Fn(&R) -> Duration,
+    ) -> Option<&'a R> {
+        let mut runs: Vec<&R> = runs.into_iter().collect();
+        runs.sort_by_key(|run| elapsed(run));
+        match self {
+            Statistic::Best => runs.first().copied(),
+            Statistic::Median => runs.get(runs.len() / 2).copied(),
+        }
+    }
 }
 
 /// A progress event, reported around every run of every cell.

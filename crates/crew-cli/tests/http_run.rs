@@ -18,7 +18,7 @@
 //! milliseconds in the overload test only: that is its latency, which is
 //! what lets requests overlap, not a synchronization.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -37,7 +37,7 @@ use crew_pipeline::{Event, Origin, Outcome};
 
 mod common;
 
-use common::{crew, get, samples_of, Running};
+use common::{crew, get, samples_of, summary, Running};
 
 /// The longest any wait may take before it fails the test: generous, for a
 /// loaded 2-core machine running a debug build.
@@ -197,30 +197,6 @@ fn pipeline(dir: &Path, url: &str, extra: &str) -> PathBuf {
     )
     .unwrap();
     path
-}
-
-/// The summary's numbers: `read`, `delivered`, ..., and the per-reason rows
-/// as `dropped/consent`, `dead-lettered/http_400`.
-fn summary(stdout: &str) -> BTreeMap<String, u64> {
-    let mut numbers = BTreeMap::new();
-    let mut section = String::new();
-    for line in stdout.lines() {
-        let indented = line.starts_with("    ");
-        let mut words = line.split_whitespace();
-        let (Some(label), Some(number)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let Ok(n) = number.replace(',', "").parse::<u64>() else {
-            continue;
-        };
-        if indented {
-            numbers.insert(format!("{section}/{label}"), n);
-        } else {
-            section = label.to_owned();
-            numbers.insert(label.to_owned(), n);
-        }
-    }
-    numbers
 }
 
 fn json(line: &str) -> serde_json::Value {

@@ -22,7 +22,7 @@ use crew_pipeline::sources::{GeneratorConfig, PixelsEvents};
 
 mod common;
 
-use common::{crew, get, samples_of, Running};
+use common::{crew, get, samples_of, summary, Running};
 
 /// The longest any wait in these tests may take before it fails.
 const GUARD: Duration = Duration::from_secs(120);
@@ -55,30 +55,6 @@ fn value(samples: &BTreeMap<String, f64>, key: &str) -> u64 {
         .get(key)
         .map(|v| *v as u64)
         .unwrap_or_else(|| panic!("no {key} in {samples:#?}"))
-}
-
-/// The summary's numbers: `read`, `delivered`, ..., and the per-reason rows
-/// as `dropped/consent`, `dead-lettered/parse`.
-fn summary(stdout: &str) -> BTreeMap<String, u64> {
-    let mut numbers = BTreeMap::new();
-    let mut section = String::new();
-    for line in stdout.lines() {
-        let indented = line.starts_with("    ");
-        let mut words = line.split_whitespace();
-        let (Some(label), Some(number)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let Ok(n) = number.replace(',', "").parse::<u64>() else {
-            continue;
-        };
-        if indented {
-            numbers.insert(format!("{section}/{label}"), n);
-        } else {
-            section = label.to_owned();
-            numbers.insert(label.to_owned(), n);
-        }
-    }
-    numbers
 }
 
 fn lines_of(path: &Path) -> Vec<String> {

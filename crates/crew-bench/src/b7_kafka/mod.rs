@@ -266,12 +266,7 @@ pub struct RowResult {
 impl RowResult {
     /// The run the statistic picks: the fastest, or the median one.
     pub fn of_record(&self, statistic: Statistic) -> Option<&Run> {
-        let mut runs: Vec<&Run> = self.runs.iter().collect();
-        runs.sort_by_key(|r| r.elapsed);
-        match statistic {
-            Statistic::Best => runs.first().copied(),
-            Statistic::Median => runs.get(runs.len() / 2).copied(),
-        }
+        statistic.pick(&self.runs, |r| r.elapsed)
     }
 }
 

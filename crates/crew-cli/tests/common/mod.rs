@@ -217,3 +217,27 @@ pub fn watch_stderr(
     });
     (addr_rx, lines_rx)
 }
+
+/// The numbers of `crew run`'s summary: `read`, `delivered`, ..., and the
+/// per-reason rows as `dropped/consent`, `dead-lettered/parse`.
+pub fn summary(stdout: &str) -> BTreeMap<String, u64> {
+    let mut numbers = BTreeMap::new();
+    let mut section = String::new();
+    for line in stdout.lines() {
+        let indented = line.starts_with("    ");
+        let mut words = line.split_whitespace();
+        let (Some(label), Some(number)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(n) = number.replace(',', "").parse::<u64>() else {
+            continue;
+        };
+        if indented {
+            numbers.insert(format!("{section}/{label}"), n);
+        } else {
+            section = label.to_owned();
+            numbers.insert(label.to_owned(), n);
+        }
+    }
+    numbers
+}
