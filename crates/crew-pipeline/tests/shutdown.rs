@@ -451,7 +451,10 @@ fn durations_too_long_for_the_clock_do_not_panic() {
     s.commit_interval = Duration::MAX;
     s.batch.linger = Duration::MAX;
     s.flush_interval = Duration::from_millis(1);
-    let source = MemSource::new((0..100).map(|o| Spec::new(0, o, format!("{{\"n\":{o}}}"))));
+    // Never ends by itself, so the run ends by the shutdown whenever it
+    // lands (a source that ended first would make this a race).
+    let source = MemSource::new((0..100).map(|o| Spec::new(0, o, format!("{{\"n\":{o}}}"))))
+        .end_when(|_| false);
     let (sink, store) = CollectingSink::new();
     let (dead, _) = DeadLetterSink::new();
     let keep = |_: &mut Event| -> Result<Outcome, StageError> { Ok(Outcome::Keep) };
