@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crew::{AsyncPool, SubmitError, DEFAULT_QUEUE_CAPACITY};
-use rt::{let_others_run, still_pending, AsyncGate};
+use rt::{eventually, let_others_run, still_pending, AsyncGate};
 use tokio::sync::{mpsc, Barrier};
 
 /// Long enough that a `submit_timeout` expected to succeed never times out
@@ -423,6 +423,9 @@ async fn a_key_waiting_behind_a_busy_lane_does_not_hold_up_other_keys() {
     let behind = pool.spawn_keyed("busy", async { "behind" }).await.unwrap();
     let other = pool.spawn_keyed("other", async { "other" }).await.unwrap();
     assert_eq!(other.await, Ok("other"));
+    // The handle resolves as the job returns; its worker ends the lane
+    // right after (a moment later on a multi-thread runtime).
+    eventually("the other key's lane ended", || pool.stats().lanes == 1).await;
     let stats = pool.stats();
     assert_eq!(stats.lanes, 1, "only the busy key has work left: {stats:?}");
     assert_eq!(stats.queued, 1, "the job behind its lane counts as queued");
